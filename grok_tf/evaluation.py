@@ -1,0 +1,74 @@
+"""Full-set evaluation and its schedule."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from grok_tf import losses
+
+
+def evaluation_steps(num_steps: int, every_steps: int, per_decade: int) -> list:
+  """Sorted steps to evaluate at: dense early, log-spaced later, plus a fixed interval.
+
+  Every step up to 10, `per_decade` log-spaced steps per decade after that, every multiple
+  of `every_steps`, and the last step.
+  """
+  steps = set(range(min(10, num_steps) + 1))
+  if per_decade > 0:
+    exponents = np.arange(1, math.log10(max(num_steps, 10)) * per_decade + 1) / per_decade
+    steps.update(int(round(10 ** e)) for e in exponents)
+  steps.update(range(0, num_steps + 1, every_steps))
+  steps.add(num_steps)
+  return sorted(s for s in steps if s <= num_steps)
+
+
+class Evaluator:
+  """Loss and accuracy of a model on a whole set of equations, in one graph call.
+
+  Args:
+    model: a `Transformer`.
+    batch_size: examples per forward pass.
+    loss_fn: `(logits (batch, 2, vocab), targets (batch, 2)) -> (batch,)` per-example loss.
+  """
+
+  def __init__(self, model, batch_size: int, loss_fn=losses.cross_entropy):
+    self.model = model
+    self.batch_size = batch_size
+    self.loss_fn = loss_fn
+    self._sums = tf.function(self._sums_impl, input_signature=[
+        tf.TensorSpec([None, None, 7], tf.int32), tf.TensorSpec([None, None], tf.float32)])
+    self._padded = {}
+
+  def _sums_impl(self, batches, mask):
+    """(num_batches, batch, 7) tokens, (num_batches, batch) 0/1 mask -> (loss sum, #correct)."""
+    def body(i, loss_sum, num_correct):
+      inputs, targets = losses.answer_targets(batches[i])
+      logits = self.model.answer_logits(inputs, training=False)
+      loss_sum += tf.reduce_sum(self.loss_fn(logits, targets) * mask[i])
+      num_correct += tf.reduce_sum(tf.cast(losses.correct(logits, targets), tf.float32) * mask[i])
+      return i + 1, loss_sum, num_correct
+    _, loss_sum, num_correct = tf.while_loop(
+        lambda i, *_: i < tf.shape(batches)[0], body,
+        (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
+    return loss_sum, num_correct
+
+  def _pad(self, name: str, tokens: np.ndarray):
+    if name not in self._padded:
+      num_batches = math.ceil(len(tokens) / self.batch_size)
+      padded = np.zeros((num_batches * self.batch_size, tokens.shape[1]), np.int32)
+      padded[:len(tokens)] = tokens
+      mask = np.zeros(num_batches * self.batch_size, np.float32)
+      mask[:len(tokens)] = 1.0
+      self._padded[name] = (
+          tf.constant(padded.reshape(num_batches, self.batch_size, -1)),
+          tf.constant(mask.reshape(num_batches, self.batch_size)))
+    return self._padded[name]
+
+  def run(self, sets: dict):
+    """Yields (f"{name}/loss", value) and (f"{name}/accuracy", value) for each named set
+    of (num, 7) token arrays."""
+    for name, tokens in sets.items():
+      loss_sum, num_correct = self._sums(*self._pad(name, tokens))
+      yield f"{name}/loss", float(loss_sum) / len(tokens)
+      yield f"{name}/accuracy", float(num_correct) / len(tokens)

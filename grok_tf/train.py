@@ -1,0 +1,330 @@
+"""Training: `train_and_evaluate(config, workdir)` and the `grok-train` entry point."""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from grok_tf import checkpoints
+from grok_tf import data
+from grok_tf import evaluation
+from grok_tf import logs
+from grok_tf import losses
+from grok_tf import model as model_lib
+from grok_tf import optim
+from grok_tf import figures
+from grok_tf import validation
+from grok_tf import workdirs
+
+# Exit codes of `grok-train`, for launch scripts.
+EXIT_BAD_INPUT = 2
+EXIT_NUMERICAL_FAULT = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on SIGTERM/SIGUSR1; run again to resume
+
+
+class NumericalFault(RuntimeError):
+  """A NaN or Inf loss or weight; the message names the step."""
+
+
+class Preempted(Exception):
+  """SIGTERM or SIGUSR1 arrived; a checkpoint was written at `step`."""
+
+  def __init__(self, signal_name: str, step: int):
+    super().__init__(f"{signal_name} received; checkpointed at step {step}")
+    self.step = step
+
+
+class StopSignals:
+  """Records SIGTERM/SIGUSR1 instead of dying, so the loop can checkpoint and exit.
+
+  Repeated signals only record again: a second signal during the save changes nothing.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+  def __init__(self):
+    self.received = None
+
+  def __enter__(self):
+    self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = self.received or signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+
+
+def make_train_steps(model, optimizer, stream, config, step_counter, initial_weights):
+  """The compiled training loop body: `train_steps(n)` runs n updates in one graph call.
+
+  Each update reads batch `step_counter` from `stream`, computes the answer-token loss in
+  float32, and applies AdamW (plus decay toward `initial_weights` when configured).
+
+  Returns:
+    A `tf.function` from an int32 scalar n to (last batch loss, last gradient norm).
+  """
+  variables = model.trainable_variables
+  loss_scaling = config.train.dtype_policy == "mixed_float16"
+  decay_to_init = config.optim.weight_decay_target == "init" and config.optim.weight_decay > 0
+  inner_optimizer = optimizer.inner_optimizer if loss_scaling else optimizer
+
+  def one_step():
+    inputs, targets = losses.answer_targets(stream.batch(step_counter))
+    with tf.GradientTape() as tape:
+      logits = model.answer_logits(inputs, training=True)  # (batch, 2, vocab) float32
+      loss = tf.reduce_mean(losses.cross_entropy(logits, targets))
+      scaled_loss = optimizer.scale_loss(loss) if loss_scaling else loss
+    gradients = tape.gradient(scaled_loss, variables)
+    if loss_scaling:
+      gradients = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in gradients]
+    if decay_to_init:
+      rate = inner_optimizer.learning_rate * config.optim.weight_decay
+      optim.decay_toward(variables, initial_weights, rate)
+    if loss_scaling:  # the wrapper unscales itself; hand it scaled gradients
+      optimizer.apply([g * tf.cast(optimizer.dynamic_scale, g.dtype) for g in gradients],
+                      variables)
+    else:
+      optimizer.apply(gradients, variables)
+    step_counter.assign_add(1)
+    return loss, tf.linalg.global_norm(gradients)
+
+  @tf.function(jit_compile=config.train.xla)
+  def train_steps(num_steps):
+    loss, grad_norm = tf.constant(0.0), tf.constant(0.0)
+    for _ in tf.range(num_steps):
+      loss, grad_norm = one_step()
+    return loss, grad_norm
+
+  return train_steps
+
+
+def weight_norms(model) -> dict:
+  """L2 norms of all weights and of each group (embedding, block_i, unembedding)."""
+  norms = {f"weights/norm_{name}": float(tf.linalg.global_norm(variables))
+           for name, variables in model_lib.weight_groups(model).items()}
+  norms["weights/norm"] = float(tf.linalg.global_norm(model.trainable_variables))
+  return norms
+
+
+def _held_steps(rows, config) -> int:
+  """How many evaluations in a row, up to the last row, had val accuracy >= the threshold."""
+  held = 0
+  for row in reversed(rows):
+    if row["validation/accuracy"] < config.train.early_stop_accuracy:
+      break
+    held += 1
+  return held
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains the configured model in `workdir`, resuming from its latest checkpoint.
+
+  Returns:
+    The run summary (also written to `<workdir>/summary.json`).
+  """
+  # Set-up: validate, claim the workdir, make every random choice reproducible.
+  validation.check(config)
+  workdirs.prepare(workdir, config)
+  keras.utils.set_random_seed(config.seed)
+  if config.train.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+  # Data: the whole training set stays resident; batches are cut in-graph.
+  splits = data.make_splits(config.data)
+  split_path = os.path.join(workdir, "split.npz")
+  if not os.path.exists(split_path):
+    data.save_split(splits, split_path)
+  train_size = len(splits.train_tokens)
+  batch_size = data.batch_size(train_size, config.optim.batch_size, config.optim.full_batch)
+  stream = data.BatchStream(splits.train_tokens, batch_size, config.seed)
+
+  # Model and optimizer, built before any restore so the optimizer moments are restored.
+  model = model_lib.build_model(config.model, len(splits.table.vocabulary),
+                                config.train.dtype_policy)
+  optimizer = optim.make_optimizer(config.optim, config.train.num_steps,
+                                   config.train.dtype_policy)
+  optimizer.build(model.trainable_variables)
+  initial_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables]
+  step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+  random_states = [v for v in model.variables if "seed_generator" in v.path]
+
+  # Step function.
+  train_steps = make_train_steps(model, optimizer, stream, config, step_counter,
+                                 initial_weights)
+
+  # Checkpoint restore.
+  ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), model,
+                                  optimizer=optimizer, step=step_counter,
+                                  initial_weights=initial_weights, random_states=random_states)
+  restored = ckpts.restore_latest()
+  step = int(step_counter.numpy())
+  if restored:
+    print(f"resumed from {restored} at step {step}", flush=True)
+
+  # Evaluation.
+  evaluator = evaluation.Evaluator(model, config.eval.batch_size)
+  sets = {"train": splits.train_tokens, "validation": splits.validation_tokens}
+  eval_steps = evaluation.evaluation_steps(config.train.num_steps, config.eval.every_steps,
+                                           config.eval.points_per_decade)
+  metric_log = logs.MetricLog(workdir, resume_step=step)
+  progress = logs.Progress(config.train.num_steps)
+  print(f"workdir: {workdir}\nTensorBoard: tensorboard --logdir {metric_log.tensorboard_dir}",
+        flush=True)
+  start_time = time.monotonic() - (metric_log.rows[-1]["time/elapsed_seconds"]
+                                   if metric_log.rows else 0.0)
+
+  def evaluate(step, step_stats):
+    row = {"step": step, **dict(evaluator.run(sets)), **step_stats}
+    row["optim/learning_rate"] = float(optimizer.learning_rate)
+    row.update(weight_norms(model))
+    row["time/elapsed_seconds"] = time.monotonic() - start_time
+    if not all(math.isfinite(v) for v in row.values()):
+      raise NumericalFault(f"non-finite metrics at step {step}: "
+                           f"{[k for k, v in row.items() if not math.isfinite(v)]}")
+    metric_log.append(row)
+    progress.report(step, row)
+    return row
+
+  # Loop: run compiled chunks of updates between events (evaluation, checkpoints, end).
+  if step == 0 and not metric_log.rows:
+    ckpts.save_series(0)
+    evaluate(0, {})
+  pending = [s for s in eval_steps if s > step]
+  held = _held_steps(metric_log.rows, config)
+  stop_evals = config.train.early_stop_evals
+  stopped_early = bool(stop_evals) and held >= stop_evals
+  with StopSignals() as signals:
+    while step < config.train.num_steps and not stopped_early:
+      next_series = 1 << step.bit_length()  # the next power of two
+      next_latest = (step // config.checkpoint.every_steps + 1) * config.checkpoint.every_steps
+      target = min(step + config.train.steps_per_call, next_series, next_latest,
+                   pending[0] if pending else config.train.num_steps, config.train.num_steps)
+      batch_loss, grad_norm = (float(t) for t in
+                               train_steps(tf.constant(target - step, tf.int32)))
+      if not (math.isfinite(batch_loss) and math.isfinite(grad_norm)):
+        raise NumericalFault(f"non-finite loss or gradient in steps {step + 1}..{target} "
+                             f"(batch loss {batch_loss}, gradient norm {grad_norm})")
+      step = target
+      if pending and step == pending[0]:
+        pending.pop(0)
+        row = evaluate(step, {"optim/batch_loss": batch_loss, "optim/grad_norm": grad_norm})
+        held = held + 1 if row["validation/accuracy"] >= config.train.early_stop_accuracy else 0
+        stopped_early = bool(stop_evals) and held >= stop_evals
+      if checkpoints.is_series_step(step):
+        ckpts.save_series(step)
+      if (step % config.checkpoint.every_steps == 0 or step == config.train.num_steps
+          or stopped_early or signals.received):
+        ckpts.save_latest(step)
+      if signals.received:
+        progress.close()
+        metric_log.close()
+        raise Preempted(signals.received, step)
+  progress.close()
+  metric_log.close()
+
+  # Summary and the grokking curve.
+  rows = metric_log.rows
+  summary = {
+      "final_step": step,
+      "stopped_early": bool(stopped_early),
+      "step_train_99": logs.first_step_reaching(rows, "train/accuracy"),
+      "step_validation_99": logs.first_step_reaching(rows, "validation/accuracy"),
+      "final_train_accuracy": rows[-1]["train/accuracy"],
+      "final_validation_accuracy": rows[-1]["validation/accuracy"],
+      "best_validation_accuracy": max(r["validation/accuracy"] for r in rows),
+      "elapsed_seconds": rows[-1]["time/elapsed_seconds"],
+  }
+  logs.write_atomically(os.path.join(workdir, "summary.json"),
+                        json.dumps(summary, indent=2) + "\n")
+  figures.plot_run(workdir)
+  print(f"train accuracy >= 99% at step {summary['step_train_99']}; validation accuracy "
+        f">= 99% at step {summary['step_validation_99']}; curve: "
+        f"{os.path.join(workdir, figures.CURVE_FILENAME)}", flush=True)
+  return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", workdirs.DEFAULT_CONFIG, "Config file, e.g. configs/default.py[:smoke].",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory (created; resumed if it exists). Default: runs/<name>.")
+_OVERWRITE_CONFIG = flags.DEFINE_bool(
+    "overwrite_config", False, "Resume a workdir even though its saved config differs.")
+# The replication guide's flag names, shorthands for the config fields they name.
+_SHORTHANDS = {
+    "operation": ("data.operation", flags.DEFINE_string, "Shorthand: --config.data.operation."),
+    "prime": ("data.modulus", flags.DEFINE_integer, "Shorthand: --config.data.modulus."),
+    "training_fraction": ("data.training_fraction", flags.DEFINE_float,
+                          "Shorthand: --config.data.training_fraction."),
+    "weight_decay": ("optim.weight_decay", flags.DEFINE_float,
+                     "Shorthand: --config.optim.weight_decay."),
+    "seed": ("seed", flags.DEFINE_integer, "Shorthand: --config.seed."),
+}
+_SHORTHAND_FLAGS = {name: define(name, None, help_)
+                    for name, (_, define, help_) in _SHORTHANDS.items()}
+
+
+def resolved_config():
+  """The --config file with the shorthand flags applied."""
+  config = _CONFIG.value
+  with config.unlocked():
+    for name, flag in _SHORTHAND_FLAGS.items():
+      if flag.value is not None:
+        section, _, field = _SHORTHANDS[name][0].rpartition(".")
+        (config[section] if section else config)[field] = flag.value
+  return config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = resolved_config()
+  workdir = _WORKDIR.value or workdirs.default_workdir(config)
+  try:
+    workdirs.check_resumable(workdir, config, allow_change=_OVERWRITE_CONFIG.value)
+    train_and_evaluate(config, workdir)
+  except (validation.ConfigError, workdirs.WorkdirError, checkpoints.CheckpointError) as error:
+    print(f"grok-train: error: {error}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+  except NumericalFault as error:
+    print(f"grok-train: numerical fault: {error}; the last good checkpoint is kept",
+          file=sys.stderr)
+    sys.exit(EXIT_NUMERICAL_FAULT)
+  except Preempted as stop:
+    print(f"grok-train: {stop}; exit {EXIT_PREEMPTED}, run again to resume", file=sys.stderr)
+    sys.exit(EXIT_PREEMPTED)
+
+
+def parse_flags(argv):
+  """absl flag parsing where every bad flag or config file is one line and exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as error:  # pylint: disable=broad-except
+    message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    print(f"{os.path.basename(argv[0])}: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def run():
+  """Console-script entry point."""
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()
