@@ -75,8 +75,9 @@ def get_config(arg=None):
   config.train.num_steps = 100_000
   # Keras dtype policy: "float32", "mixed_bfloat16" or "mixed_float16" (with loss scaling).
   config.train.dtype_policy = "float32"
-  # Training updates run per compiled call (between evaluations and checkpoints).
-  config.train.steps_per_call = 100
+  # Most training updates per compiled call. Evaluations and checkpoints fall between
+  # calls, and a stop signal is acted on at the end of the current call (~2 s here).
+  config.train.steps_per_call = 25
   # Compile the training step with XLA.
   config.train.xla = False
   # TensorFlow op determinism: identical results for identical seeds.
@@ -107,6 +108,7 @@ def get_config(arg=None):
     config.model.hidden_width = 128
     config.optim.full_batch = True
     config.train.num_steps = 64
+    config.train.steps_per_call = 100
     config.train.early_stop_evals = 0
     config.eval.every_steps = 16
     config.checkpoint.every_steps = 32

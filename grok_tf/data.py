@@ -73,6 +73,12 @@ def encode(x: np.ndarray, y: np.ndarray, z: np.ndarray, n: int) -> np.ndarray:
                    column(eos_token)], axis=1).astype(np.int32)
 
 
+def table_size(operation: str, modulus: int) -> int:
+  """Number of equations: n*n, or n*(n-1) when y = 0 is skipped (division)."""
+  n = num_elements(operation, modulus)
+  return n * (n - 1) if operations.get(operation).nonzero_y else n * n
+
+
 def make_table(operation: str, modulus: int) -> Table:
   """All equations of `operation`: p*p pairs, p*(p-1) for division, 14,400 on S5."""
   op = operations.get(operation)

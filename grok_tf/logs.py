@@ -30,35 +30,48 @@ def read_rows(path: str) -> list:
 class MetricLog:
   """Evaluation rows in `<workdir>/metrics.jsonl`, mirrored as TensorBoard scalars.
 
-  The JSON-lines file is the record. On resume, rows after the restored step are dropped
-  and TensorBoard's event files are rewritten from the remaining rows, so no step is ever
-  logged twice.
+  The JSON-lines file is the record; it holds no wall-clock values, so two runs with the same
+  config and seed write identical files. Wall time goes to `timing.jsonl` (one
+  {"step", "elapsed_seconds"} row per evaluation) and to TensorBoard. On resume, rows after
+  the restored step are dropped from both files and TensorBoard's event files are rewritten
+  from what remains, so no step is ever logged twice.
   """
 
   def __init__(self, workdir: str, resume_step: int):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.timing_path = os.path.join(workdir, "timing.jsonl")
     self.tensorboard_dir = os.path.join(workdir, "tensorboard")
     self.rows = [row for row in read_rows(self.path) if row["step"] <= resume_step]
+    self.timing = [row for row in read_rows(self.timing_path) if row["step"] <= resume_step]
     self._save()
     shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
     self.writer = tf.summary.create_file_writer(self.tensorboard_dir)
-    for row in self.rows:
-      self._summarise(row)
+    for row, timing in zip(self.rows, self.timing):
+      self._summarise(row, timing)
     self.writer.flush()
 
-  def _summarise(self, row: dict) -> None:
+  @property
+  def elapsed_seconds(self) -> float:
+    """Wall time of the run up to its last logged evaluation (0 for a new run)."""
+    return self.timing[-1]["elapsed_seconds"] if self.timing else 0.0
+
+  def _summarise(self, row: dict, timing: dict) -> None:
     with self.writer.as_default():
       for tag, value in row.items():
         if tag != "step":
           tf.summary.scalar(tag, value, step=row["step"])
+      tf.summary.scalar("time/elapsed_seconds", timing["elapsed_seconds"], step=row["step"])
 
   def _save(self) -> None:
     write_atomically(self.path, "".join(json.dumps(row) + "\n" for row in self.rows))
+    write_atomically(self.timing_path, "".join(json.dumps(row) + "\n" for row in self.timing))
 
-  def append(self, row: dict) -> None:
+  def append(self, row: dict, elapsed_seconds: float) -> None:
+    timing = {"step": row["step"], "elapsed_seconds": round(elapsed_seconds, 3)}
     self.rows.append(row)
+    self.timing.append(timing)
     self._save()
-    self._summarise(row)
+    self._summarise(row, timing)
     self.writer.flush()
 
   def close(self) -> None:

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -183,18 +184,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
   progress = logs.Progress(config.train.num_steps)
   print(f"workdir: {workdir}\nTensorBoard: tensorboard --logdir {metric_log.tensorboard_dir}",
         flush=True)
-  start_time = time.monotonic() - (metric_log.rows[-1]["time/elapsed_seconds"]
-                                   if metric_log.rows else 0.0)
+  start_time = time.monotonic() - metric_log.elapsed_seconds
 
   def evaluate(step, step_stats):
     row = {"step": step, **dict(evaluator.run(sets)), **step_stats}
     row["optim/learning_rate"] = float(optimizer.learning_rate)
     row.update(weight_norms(model))
-    row["time/elapsed_seconds"] = time.monotonic() - start_time
     if not all(math.isfinite(v) for v in row.values()):
       raise NumericalFault(f"non-finite metrics at step {step}: "
                            f"{[k for k, v in row.items() if not math.isfinite(v)]}")
-    metric_log.append(row)
+    metric_log.append(row, time.monotonic() - start_time)
     progress.report(step, row)
     return row
 
@@ -245,7 +244,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
       "final_train_accuracy": rows[-1]["train/accuracy"],
       "final_validation_accuracy": rows[-1]["validation/accuracy"],
       "best_validation_accuracy": max(r["validation/accuracy"] for r in rows),
-      "elapsed_seconds": rows[-1]["time/elapsed_seconds"],
+      "elapsed_seconds": metric_log.elapsed_seconds,
+      "seconds_to_validation_99": next(
+          (t["elapsed_seconds"] for t in metric_log.timing
+           if t["step"] == logs.first_step_reaching(rows, "validation/accuracy")), None),
   }
   logs.write_atomically(os.path.join(workdir, "summary.json"),
                         json.dumps(summary, indent=2) + "\n")
@@ -257,51 +259,78 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line.
+# Command line. Flags are defined in `run()`, not at import: ml_collections applies
+# `--config.<field>` overrides while the flag is defined, so their errors must be caught there.
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", workdirs.DEFAULT_CONFIG, "Config file, e.g. configs/default.py[:smoke].",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run directory (created; resumed if it exists). Default: runs/<name>.")
-_OVERWRITE_CONFIG = flags.DEFINE_bool(
-    "overwrite_config", False, "Resume a workdir even though its saved config differs.")
-# The replication guide's flag names, shorthands for the config fields they name.
-_SHORTHANDS = {
-    "operation": ("data.operation", flags.DEFINE_string, "Shorthand: --config.data.operation."),
-    "prime": ("data.modulus", flags.DEFINE_integer, "Shorthand: --config.data.modulus."),
-    "training_fraction": ("data.training_fraction", flags.DEFINE_float,
-                          "Shorthand: --config.data.training_fraction."),
-    "weight_decay": ("optim.weight_decay", flags.DEFINE_float,
-                     "Shorthand: --config.optim.weight_decay."),
-    "seed": ("seed", flags.DEFINE_integer, "Shorthand: --config.seed."),
-}
-_SHORTHAND_FLAGS = {name: define(name, None, help_)
-                    for name, (_, define, help_) in _SHORTHANDS.items()}
+# The replication guide's flag names: shorthands for the config fields they name.
+SHORTHANDS = {"operation": "data.operation", "prime": "data.modulus",
+              "training_fraction": "data.training_fraction",
+              "weight_decay": "optim.weight_decay", "seed": "seed"}
 
 
-def resolved_config():
-  """The --config file with the shorthand flags applied."""
-  config = _CONFIG.value
+def _define_flags() -> dict:
+  """Defines grok-train's flags; returns their holders by name."""
+  holders = {
+      "config": config_flags.DEFINE_config_file(
+          "config", workdirs.DEFAULT_CONFIG, "Config file, e.g. configs/default.py[:smoke].",
+          lock_config=True),
+      "workdir": flags.DEFINE_string(
+          "workdir", None, "Run directory (created; resumed if it exists). "
+          "Default: runs/<operation>-p<modulus>-frac<fraction>-wd<weight decay>-seed<seed>."),
+      "overwrite_config": flags.DEFINE_bool(
+          "overwrite_config", False, "Resume a workdir even though its saved config differs."),
+  }
+  for name, field in SHORTHANDS.items():
+    define = {"prime": flags.DEFINE_integer, "seed": flags.DEFINE_integer,
+              "operation": flags.DEFINE_string}.get(name, flags.DEFINE_float)
+    holders[name] = define(name, None, f"Shorthand for --config.{field}.")
+  return holders
+
+
+def resolved_config(holders: dict):
+  """The --config file with its overrides and the shorthand flags applied."""
+  config = holders["config"].value
   with config.unlocked():
-    for name, flag in _SHORTHAND_FLAGS.items():
-      if flag.value is not None:
-        section, _, field = _SHORTHANDS[name][0].rpartition(".")
-        (config[section] if section else config)[field] = flag.value
+    for name, field in SHORTHANDS.items():
+      if holders[name].value is not None:
+        section, _, key = field.rpartition(".")
+        (config[section] if section else config)[key] = holders[name].value
   return config
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = resolved_config()
-  workdir = _WORKDIR.value or workdirs.default_workdir(config)
+def _one_line(error: BaseException, argv) -> str:
+  """The root cause of a flag or config error as one line, naming the flag it came from."""
+  chain = [error]
+  while chain[-1].__cause__ or chain[-1].__context__:
+    chain.append(chain[-1].__cause__ or chain[-1].__context__)
+  error = next((e for e in chain if isinstance(e, KeyError) and "Did you mean" in str(e)),
+               chain[-1])
+  if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
+    # ml_collections' unknown field: "'widht'\nDid you mean "width" instead of "widht"?"
+    name, _, hint = error.args[0].partition("\n")
+    message = f"unknown config field {name}. {hint}".strip()
+  else:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[-1] if lines else type(error).__name__
+  quoted = re.findall(r"'([^']+)'", message)
+  culprit = next((arg.split("=")[0] for arg in argv[1:]
+                  if arg.startswith("--") and any(word in arg for word in quoted)), None)
+  return f"{culprit}: {message}" if culprit else message
+
+
+def _fail(argv, message: str):
+  print(f"{os.path.basename(argv[0])}: error: {message}", file=sys.stderr)
+  sys.exit(EXIT_BAD_INPUT)
+
+
+def main(argv, holders):
+  config = resolved_config(holders)
+  workdir = holders["workdir"].value or workdirs.default_workdir(config)
   try:
-    workdirs.check_resumable(workdir, config, allow_change=_OVERWRITE_CONFIG.value)
+    workdirs.check_resumable(workdir, config, allow_change=holders["overwrite_config"].value)
     train_and_evaluate(config, workdir)
   except (validation.ConfigError, workdirs.WorkdirError, checkpoints.CheckpointError) as error:
-    print(f"grok-train: error: {error}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
+    _fail(argv, str(error))
   except NumericalFault as error:
     print(f"grok-train: numerical fault: {error}; the last good checkpoint is kept",
           file=sys.stderr)
@@ -311,19 +340,26 @@ def main(argv):
     sys.exit(EXIT_PREEMPTED)
 
 
-def parse_flags(argv):
-  """absl flag parsing where every bad flag or config file is one line and exit code 2."""
+def run(argv=None):
+  """Console-script entry point: every bad flag or config file is one line and exit 2."""
+  argv = list(sys.argv if argv is None else argv)
   try:
-    return flags.FLAGS(argv)
+    holders = _define_flags()
   except Exception as error:  # pylint: disable=broad-except
-    message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-    print(f"{os.path.basename(argv[0])}: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
+    _fail(argv, _one_line(error, argv))
 
+  def parse(argv):
+    try:
+      remaining = flags.FLAGS(argv)
+      resolved_config(holders)  # loads the file and applies the overrides now
+    except Exception as error:  # pylint: disable=broad-except
+      _fail(argv, _one_line(error, argv))
+    if len(remaining) > 1:
+      _fail(argv, f"unexpected arguments: {' '.join(remaining[1:])}; flags take the form "
+                  f"--name=value")
+    return remaining
 
-def run():
-  """Console-script entry point."""
-  app.run(main, flags_parser=parse_flags)
+  app.run(lambda argv: main(argv, holders), argv=argv, flags_parser=parse)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Checks a run config before anything is written; each failure is one line naming the
 field, the value given and what is allowed."""
 
+from grok_tf import data
 from grok_tf import operations
 
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -75,6 +76,16 @@ def check(config) -> None:
   if operation.needs_inverse and not operations.is_prime(config.data.modulus):
     raise ConfigError(f"data.modulus: got {config.data.modulus} for {operation.name}, which "
                       f"needs a modular inverse; allowed: a prime (e.g. 97)")
+  num_equations = data.table_size(config.data.operation, config.data.modulus)
+  num_train = int(round(config.data.training_fraction * num_equations))
+  if not 0 < num_train < num_equations:
+    raise ConfigError(
+        f"data.training_fraction: got {config.data.training_fraction}, which leaves an empty "
+        f"split of the {num_equations} equations; allowed: a fraction giving 1.."
+        f"{num_equations - 1} training equations")
+  if config.data.label_noise_count > num_train:
+    raise ConfigError(f"data.label_noise_count: got {config.data.label_noise_count}; allowed: "
+                      f"0..{num_train} (the number of training equations)")
   if config.model.width % config.model.num_heads:
     raise ConfigError(f"model.width: got {config.model.width} with model.num_heads="
                       f"{config.model.num_heads}; allowed: a multiple of model.num_heads")
