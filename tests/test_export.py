@@ -216,3 +216,41 @@ def test_output_is_not_overwritten_unless_asked(smoke_run, tmp_path):
   (tmp_path / "model.keras").write_text("old")
   with pytest.raises(export.ExportError, match="exists"):
     export.save_keras(model, str(tmp_path / "model.keras"))
+
+
+@pytest.mark.parametrize("operation,dtype_policy", [("x.y", "float32"),
+                                                    ("x/y", "mixed_bfloat16")])
+def test_solve_matches_in_process_predictions(smoke_run, tmp_path, operation, dtype_policy):
+  """S5 operands are permutation indices; a mixed-precision model exports its policy."""
+  _, config, _ = smoke_run
+  config = ml_collections.ConfigDict(json.loads(config.to_json()))
+  config.data.operation, config.data.modulus = operation, 7
+  config.train.dtype_policy = dtype_policy
+  table = data.make_table(operation, 7)
+  keras.utils.set_random_seed(0)
+  model = model_lib.build_model(config.model, len(table.vocabulary), dtype_policy)
+  output = export.export_saved_model(model, config, 0, str(tmp_path / "saved"))
+  solved = tf.saved_model.load(output).signatures["solve"](
+      x=tf.constant(table.x, tf.int32), y=tf.constant(table.y, tf.int32))
+  predicted = model.answer_logits(table.tokens[:, :-1])[:, 0].numpy().argmax(-1)
+  expected = np.where(predicted < table.num_elements, predicted, -1)
+  np.testing.assert_array_equal(solved["answer"].numpy(), expected)
+  assert solved["token"].numpy().tolist() == [table.vocabulary[p].encode() for p in predicted]
+  assert len(table.x) == (14_400 if operation == "x.y" else 42)
+
+
+def test_solve_answers_minus_one_when_a_non_element_token_wins(smoke_run, tmp_path):
+  _, config, _ = smoke_run
+  model = model_lib.build_model(config.model, 26)
+  # The final hidden state becomes all ones and only the "=" token (id 24) scores: logit 32.
+  model.blocks[-1].feed_forward_norm.gamma.assign(np.zeros(32, np.float32))
+  model.blocks[-1].feed_forward_norm.beta.assign(np.ones(32, np.float32))
+  unembedding = np.zeros((32, 26), np.float32)
+  unembedding[:, 24] = 1.0
+  model.unembedding.assign(unembedding)
+  output = export.export_saved_model(model, config, 0, str(tmp_path / "saved"))
+  solved = tf.saved_model.load(output).signatures["solve"](x=tf.constant([0, 22]),
+                                                           y=tf.constant([5, 22]))
+  assert solved["answer"].numpy().tolist() == [-1, -1]
+  assert solved["token"].numpy().tolist() == [b"=", b"="]
+  np.testing.assert_allclose(solved["probability"].numpy(), 1 / (1 + 25 * np.exp(-32.0)))
