@@ -56,9 +56,18 @@ def main(argv):
         + f"; solve accuracy on the full table: {accuracy:.4f}", flush=True)
 
 
+def parse_flags(argv):
+  """absl flag parsing where a bad flag is one line and exit code 2 (as in grok-train)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    print(f"grok-export: error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
 def run():
   """Console-script entry point."""
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
