@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 
+import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -118,7 +119,9 @@ def restore(model, prefix: str) -> None:
     detail = " ".join(str(error).split())[:300]
     raise ExportError(f"checkpoint {prefix} does not fit the model built from the config "
                       f"({shape}): {detail}") from error
-  saved, expected = _checkpoint_model_variable_count(prefix), len(model.variables)
+  saved = _checkpoint_model_variable_count(prefix)
+  expected = sum(isinstance(o, (tf.Variable, keras.Variable))
+                 for o in tf.train.TrackableView(model).descendants())  # what a checkpoint holds
   if saved != expected:
     raise ExportError(f"checkpoint {prefix} does not fit the model built from the config "
                       f"({shape}): it holds {saved} model variables, the model has {expected}")

@@ -180,6 +180,16 @@ def test_checkpoint_with_extra_blocks_fails_clearly(smoke_run, tmp_path):
     export.load_model(str(tmp_path), "0", config=config)
 
 
+def test_model_with_dropout_restores(smoke_run, tmp_path):
+  """Dropout's seed generator is a model variable that checkpoints do not track."""
+  _, config, _ = smoke_run
+  config = _config_with(config, dropout_rate=0.1)
+  trained = model_lib.build_model(config.model, 26)
+  checkpoints.Checkpoints(str(tmp_path / "checkpoints"), trained).save_series(0)
+  restored, _, _ = export.load_model(str(tmp_path), "0", config=config)
+  np.testing.assert_array_equal(restored.unembedding.numpy(), trained.unembedding.numpy())
+
+
 def test_cli_refuses_mismatched_checkpoint_with_one_line_and_writes_nothing(smoke_run, tmp_path):
   workdir, _, _ = smoke_run
   fake = tmp_path / "run"
