@@ -9,8 +9,10 @@ import glob
 import os
 import re
 
+import keras
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 
 def is_series_step(step: int) -> bool:
@@ -84,7 +86,39 @@ def latest(workdir: str):
   return None if prefix is None else (int(prefix.rsplit("-", 1)[1]), prefix)
 
 
+def _model_variable_count(prefix: str) -> int:
+  """Variables reachable from a checkpoint's `model` object (the saved model's size)."""
+  graph = trackable_object_graph_pb2.TrackableObjectGraph()
+  graph.ParseFromString(
+      tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  seen, stack = set(), [c.node_id for c in graph.nodes[0].children if c.local_name == "model"]
+  while stack:
+    node = stack.pop()
+    if node not in seen:
+      seen.add(node)
+      stack.extend(c.node_id for c in graph.nodes[node].children)
+  return sum(any(a.name == "VARIABLE_VALUE" for a in graph.nodes[n].attributes) for n in seen)
+
+
 def restore_model(model, prefix: str) -> None:
-  """Loads model weights from any checkpoint; a checkpoint of another shape is an error."""
-  status = tf.train.Checkpoint(model=model).read(prefix)
-  status.expect_partial().assert_existing_objects_matched()
+  """Loads model weights from any checkpoint of a run, requiring an exact fit.
+
+  Every model variable must be matched with its shape, and the checkpoint's model must hold
+  no variables the model lacks (e.g. extra blocks); raises `CheckpointError` otherwise.
+  """
+  shape = (f"num_layers={model.num_layers}, width={model.width}, "
+           f"vocabulary_size={model.vocabulary_size}")
+  try:
+    tf.train.Checkpoint(model=model).read(prefix).expect_partial(
+    ).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as error:
+    detail = " ".join(str(error).split())[:300]
+    raise CheckpointError(f"checkpoint {prefix} does not fit the model built from the config "
+                          f"({shape}): {detail}") from error
+  saved = _model_variable_count(prefix)
+  expected = sum(isinstance(o, (tf.Variable, keras.Variable))
+                 for o in tf.train.TrackableView(model).descendants())
+  if saved != expected:
+    raise CheckpointError(f"checkpoint {prefix} does not fit the model built from the config "
+                          f"({shape}): it holds {saved} model variables, the model has "
+                          f"{expected}")

@@ -7,16 +7,14 @@ Exit codes: 0 exported, 2 bad input (one line on stderr, nothing written).
 """
 
 import os
-import sys
 
 import tensorflow as tf
 from absl import app
 from absl import flags
 
+from grok_tf import cli
 from grok_tf import data
 from grok_tf import export
-
-EXIT_BAD_INPUT = 2
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training run directory to export from.")
 _STEP = flags.DEFINE_string(
@@ -29,8 +27,6 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     for flag in (_WORKDIR, _OUTPUT):
       if not flag.value:
@@ -46,8 +42,7 @@ def main(argv):
       export.save_keras(model, _KERAS_OUTPUT.value, _OVERWRITE.value)
     output = export.export_saved_model(model, config, step, _OUTPUT.value, _OVERWRITE.value)
   except export.ExportError as error:
-    print(f"grok-export: error: {error}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
+    cli.fail(argv, str(error))
   loaded = tf.saved_model.load(output)
   accuracy = export.table_accuracy(loaded.signatures["solve"],
                                    data.make_table(config.data.operation, config.data.modulus))
@@ -56,18 +51,9 @@ def main(argv):
         + f"; solve accuracy on the full table: {accuracy:.4f}", flush=True)
 
 
-def parse_flags(argv):
-  """absl flag parsing where a bad flag is one line and exit code 2 (as in grok-train)."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    print(f"grok-export: error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-
-
 def run():
   """Console-script entry point."""
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.flags_parser())
 
 
 if __name__ == "__main__":

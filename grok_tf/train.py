@@ -3,19 +3,18 @@
 import json
 import math
 import os
-import re
 import signal
 import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from grok_tf import checkpoints
+from grok_tf import cli
 from grok_tf import data
 from grok_tf import evaluation
 from grok_tf import logs
@@ -27,7 +26,7 @@ from grok_tf import validation
 from grok_tf import workdirs
 
 # Exit codes of `grok-train`, for launch scripts.
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = cli.EXIT_BAD_INPUT
 EXIT_NUMERICAL_FAULT = 3
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: checkpointed on SIGTERM/SIGUSR1; run again to resume
 
@@ -298,31 +297,6 @@ def resolved_config(holders: dict):
   return config
 
 
-def _one_line(error: BaseException, argv) -> str:
-  """The root cause of a flag or config error as one line, naming the flag it came from."""
-  chain = [error]
-  while chain[-1].__cause__ or chain[-1].__context__:
-    chain.append(chain[-1].__cause__ or chain[-1].__context__)
-  error = next((e for e in chain if isinstance(e, KeyError) and "Did you mean" in str(e)),
-               chain[-1])
-  if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
-    # ml_collections' unknown field: "'widht'\nDid you mean "width" instead of "widht"?"
-    name, _, hint = error.args[0].partition("\n")
-    message = f"unknown config field {name}. {hint}".strip()
-  else:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    message = lines[-1] if lines else type(error).__name__
-  quoted = re.findall(r"'([^']+)'", message)
-  culprit = next((arg.split("=")[0] for arg in argv[1:]
-                  if arg.startswith("--") and any(word in arg for word in quoted)), None)
-  return f"{culprit}: {message}" if culprit else message
-
-
-def _fail(argv, message: str):
-  print(f"{os.path.basename(argv[0])}: error: {message}", file=sys.stderr)
-  sys.exit(EXIT_BAD_INPUT)
-
-
 def main(argv, holders):
   config = resolved_config(holders)
   workdir = holders["workdir"].value or workdirs.default_workdir(config)
@@ -330,7 +304,7 @@ def main(argv, holders):
     workdirs.check_resumable(workdir, config, allow_change=holders["overwrite_config"].value)
     train_and_evaluate(config, workdir)
   except (validation.ConfigError, workdirs.WorkdirError, checkpoints.CheckpointError) as error:
-    _fail(argv, str(error))
+    cli.fail(argv, str(error))
   except NumericalFault as error:
     print(f"grok-train: numerical fault: {error}; the last good checkpoint is kept",
           file=sys.stderr)
@@ -343,23 +317,9 @@ def main(argv, holders):
 def run(argv=None):
   """Console-script entry point: every bad flag or config file is one line and exit 2."""
   argv = list(sys.argv if argv is None else argv)
-  try:
-    holders = _define_flags()
-  except Exception as error:  # pylint: disable=broad-except
-    _fail(argv, _one_line(error, argv))
-
-  def parse(argv):
-    try:
-      remaining = flags.FLAGS(argv)
-      resolved_config(holders)  # loads the file and applies the overrides now
-    except Exception as error:  # pylint: disable=broad-except
-      _fail(argv, _one_line(error, argv))
-    if len(remaining) > 1:
-      _fail(argv, f"unexpected arguments: {' '.join(remaining[1:])}; flags take the form "
-                  f"--name=value")
-    return remaining
-
-  app.run(lambda argv: main(argv, holders), argv=argv, flags_parser=parse)
+  holders = cli.call_or_fail(_define_flags, argv)
+  app.run(lambda argv: main(argv, holders), argv=argv,
+          flags_parser=cli.flags_parser(lambda: resolved_config(holders)))
 
 
 if __name__ == "__main__":

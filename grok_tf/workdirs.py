@@ -13,7 +13,6 @@ Layout:
 import json
 import os
 import re
-import tempfile
 
 from grok_tf import logs
 
