@@ -54,7 +54,7 @@ class Checkpoints:
       try:
         self.checkpoint.read(prefix).assert_existing_objects_matched()
         return prefix
-      except (tf.errors.OpError, AssertionError, ValueError) as error:
+      except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:
         logging.warning("checkpoint %s is unreadable (%s); trying an older one", prefix,
                         str(error).splitlines()[0])
     if candidates:
