@@ -172,8 +172,11 @@ class BatchStream:
     self.seed = seed
 
   def _permutation(self, epoch):
+    """(num_examples,) int32 permutation keyed by (seed, epoch); XLA-compatible (argsort of
+    Philox uniforms, where StatelessShuffle has no XLA kernel)."""
     seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
-    return tf.random.experimental.stateless_shuffle(tf.range(self.num_examples), seed=seed)
+    keys = tf.random.stateless_uniform([self.num_examples], seed=seed, alg="philox")
+    return tf.argsort(keys, stable=True)
 
   def batch(self, step):
     """(batch_size, 7) int32 tokens of batch `step` (an int64 scalar tensor)."""

@@ -1,5 +1,6 @@
 """Training: `train_and_evaluate(config, workdir)` and the `grok-train` entry point."""
 
+import dataclasses
 import json
 import math
 import os
@@ -129,6 +130,38 @@ def _held_steps(rows, config) -> int:
   return held
 
 
+@dataclasses.dataclass
+class Trainer:
+  """Everything one training run updates, built before any restore (so that restoring
+  fills the optimizer moments too), and its compiled step function."""
+
+  model: model_lib.Transformer
+  optimizer: keras.optimizers.Optimizer
+  step_counter: tf.Variable  # int64: updates done; batch `step_counter` comes next
+  initial_weights: list  # copies of the weights at step 0 (decay toward init)
+  random_states: list  # dropout seed-generator states
+  train_steps: object  # tf.function: int32 n -> (last batch loss, last gradient norm)
+  batch_size: int
+
+
+def build_trainer(config, train_tokens, vocabulary_size: int) -> Trainer:
+  """Model, optimizer, state and step function of `config` for (num_train, 7) tokens."""
+  batch_size = data.batch_size(len(train_tokens), config.optim.batch_size,
+                               config.optim.full_batch)
+  stream = data.BatchStream(train_tokens, batch_size, config.seed)
+  model = model_lib.build_model(config.model, vocabulary_size, config.train.dtype_policy)
+  optimizer = optim.make_optimizer(config.optim, config.train.num_steps,
+                                   config.train.dtype_policy)
+  optimizer.build(model.trainable_variables)
+  initial_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables]
+  step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
+  random_states = [v for v in model.variables if "seed_generator" in v.path]
+  train_steps = make_train_steps(model, optimizer, stream, config, step_counter,
+                                 initial_weights)
+  return Trainer(model, optimizer, step_counter, initial_weights, random_states, train_steps,
+                 batch_size)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains the configured model in `workdir`, resuming from its latest checkpoint.
 
@@ -147,28 +180,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   split_path = os.path.join(workdir, "split.npz")
   if not os.path.exists(split_path):
     data.save_split(splits, split_path)
-  train_size = len(splits.train_tokens)
-  batch_size = data.batch_size(train_size, config.optim.batch_size, config.optim.full_batch)
-  stream = data.BatchStream(splits.train_tokens, batch_size, config.seed)
-
-  # Model and optimizer, built before any restore so the optimizer moments are restored.
-  model = model_lib.build_model(config.model, len(splits.table.vocabulary),
-                                config.train.dtype_policy)
-  optimizer = optim.make_optimizer(config.optim, config.train.num_steps,
-                                   config.train.dtype_policy)
-  optimizer.build(model.trainable_variables)
-  initial_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables]
-  step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
-  random_states = [v for v in model.variables if "seed_generator" in v.path]
-
-  # Step function.
-  train_steps = make_train_steps(model, optimizer, stream, config, step_counter,
-                                 initial_weights)
+  trainer = build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
+  model, optimizer, step_counter = trainer.model, trainer.optimizer, trainer.step_counter
 
   # Checkpoint restore.
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), model,
                                   optimizer=optimizer, step=step_counter,
-                                  initial_weights=initial_weights, random_states=random_states)
+                                  initial_weights=trainer.initial_weights,
+                                  random_states=trainer.random_states)
   restored = ckpts.restore_latest()
   step = int(step_counter.numpy())
   if restored:
@@ -211,7 +230,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       target = min(step + config.train.steps_per_call, next_series, next_latest,
                    pending[0] if pending else config.train.num_steps, config.train.num_steps)
       batch_loss, grad_norm = (float(t) for t in
-                               train_steps(tf.constant(target - step, tf.int32)))
+                               trainer.train_steps(tf.constant(target - step, tf.int32)))
       if not (math.isfinite(batch_loss) and math.isfinite(grad_norm)):
         raise NumericalFault(f"non-finite loss or gradient in steps {step + 1}..{target} "
                              f"(batch loss {batch_loss}, gradient norm {grad_norm})")
