@@ -1,0 +1,254 @@
+"""Sweeps and SLURM: grid expansion, the shipped sweep configs, and real job arrays.
+
+The SLURM tests start a private single-node SLURM (launch/slurm_ci.sh: installs it with
+apt-get when missing, needs root) and stop it at the end; they skip, saying why, only where
+SLURM can neither be found nor installed.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from grok_tf import aggregate
+from grok_tf import sweep
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CI_SCRIPT = REPO / "launch" / "slurm_ci.sh"
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+# Small jobs so that two fit on a 2-core node; they override train.sbatch's defaults.
+SBATCH_ARGS = ["--cpus-per-task=1", "--mem=2G", "--time=10"]
+
+
+def grok_sweep(*args, env=None, check=True):
+  result = subprocess.run([sys.executable, "-m", "grok_tf.sweep_main", *args],
+                          capture_output=True, text=True, env=env or ENV, check=False)
+  if check:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def write_sweep_config(path, base, grid_lines, name="test"):
+  """A sweep config file in a test directory (the tests' own experiments)."""
+  path.write_text(
+      "import ml_collections\n\n"
+      "def get_config(arg=None):\n"
+      "  sweep = ml_collections.ConfigDict()\n"
+      f"  sweep.name = {name!r}\n"
+      f"  sweep.base = {base!r}\n"
+      "  sweep.grid = ml_collections.ConfigDict()\n"
+      "  sweep.grid.data = ml_collections.ConfigDict()\n"
+      "  sweep.grid.train = ml_collections.ConfigDict()\n"
+      + "".join(f"  sweep.grid.{line}\n" for line in grid_lines)
+      + "  return sweep\n")
+  return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Without SLURM: the grid, names, flag files, dry run.
+
+
+def test_dry_run_of_the_shipped_fraction_sweep_lists_its_15_points(tmp_path):
+  result = grok_sweep(f"--sweep={REPO}/configs/sweep_fraction.py",
+                      f"--sweep_dir={tmp_path}/fraction", "--dry-run", "--max_concurrent=4",
+                      "--", "--partition=cpu")
+  lines = result.stdout.splitlines()
+  names = [line.split()[2] for line in lines[1:16]]
+  expected = [f"operation-{op}_training_fraction-{fraction}_seed-0"
+              for op in ("xplusy", "xminusy", "xdivy") for fraction in (0.1, 0.3, 0.5, 0.7, 0.9)]
+  assert names == expected
+  command = lines[16]
+  assert "sbatch --parsable --array=0-14%4 --job-name=grok-fraction" in command
+  assert "--partition=cpu" in command and command.index("--partition=cpu") < command.index(
+      "train.sbatch")
+  assert f"--flagfile={tmp_path}/fraction/flags/%a.flags" in command
+  assert not (tmp_path / "fraction").exists()  # a dry run writes nothing
+
+
+def test_fraction_and_weight_decay_grids():
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  configs = REPO / "configs"
+  record = sweep.expand_sweep(load_config("sweep_fraction"), str(configs / "sweep_fraction.py"))
+  grid = {(p["config"]["data"]["operation"], p["config"]["data"]["training_fraction"])
+          for p in record["points"]}
+  assert grid == {(op, f) for op in ("x+y", "x-y", "x/y") for f in (0.1, 0.3, 0.5, 0.7, 0.9)}
+  assert all(p["config"]["optim"]["weight_decay"] == 1.0 for p in record["points"])
+  ablation = sweep.expand_sweep(load_config("sweep_weight_decay"),
+                                str(configs / "sweep_weight_decay.py"))
+  assert sorted({p["config"]["optim"]["weight_decay"] for p in ablation["points"]}) == [0.0, 1.0]
+  assert len(ablation["points"]) == 6
+  assert {p["config"]["data"]["operation"] for p in ablation["points"]} == {"x/y"}
+
+
+def test_flag_files_reproduce_the_point_configs(tmp_path):
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  path = str(REPO / "configs" / "sweep_fraction.py")
+  record = sweep.expand_sweep(load_config("sweep_fraction", "smoke"), path)
+  sweep.write_plan(str(tmp_path), record)
+  assert (tmp_path / "flags" / "2.flags").read_text().splitlines() == [
+      f"--config={REPO}/configs/default.py:smoke",
+      f"--workdir={tmp_path}/runs/operation-xplusy_training_fraction-0.7_seed-0",
+      "--config.data.operation=x+y", "--config.data.training_fraction=0.7", "--config.seed=0"]
+  sweep.write_plan(str(tmp_path), record)  # the same sweep again: fine
+  other = sweep.expand_sweep(load_config("sweep_fraction"), path)
+  with pytest.raises(sweep.SweepError, match="holds a different sweep"):
+    sweep.write_plan(str(tmp_path), other)
+
+
+def test_bad_grid_field_is_one_line_and_exit_2(tmp_path):
+  config = write_sweep_config(tmp_path / "bad.py", f"{REPO}/configs/default.py:smoke",
+                              ["data.opration = ('x+y',)"])
+  result = grok_sweep(f"--sweep={config}", f"--sweep_dir={tmp_path}/s", check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      "grok-sweep: error: sweep grid field data.opration: not a field of the base config")
+  config = write_sweep_config(tmp_path / "bad_value.py", f"{REPO}/configs/default.py:smoke",
+                              ["data.training_fraction = (0.5, 1.5)"])
+  result = grok_sweep(f"--sweep={config}", f"--sweep_dir={tmp_path}/s", check=False)
+  assert result.returncode == 2 and "data.training_fraction" in result.stderr
+  assert not (tmp_path / "s").exists()
+
+
+def test_array_spec_compresses_ranges():
+  assert sweep.array_spec([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+  assert sweep.parse_indices("0,3-5", 6) == [0, 3, 4, 5]
+  with pytest.raises(sweep.SweepError, match="0-5"):
+    sweep.parse_indices("4-6", 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real SLURM controller.
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+  """The environment (SLURM_CONF set) of a running single-node SLURM; started here if need be."""
+  if os.environ.get("SLURM_CONF") and shutil.which("sinfo") and subprocess.run(
+      ["sinfo", "-h"], capture_output=True, check=False).returncode == 0:
+    yield dict(ENV)  # a SLURM that is already up: use it, leave it running
+    return
+  if not shutil.which("sbatch") and (os.geteuid() != 0 or not shutil.which("apt-get")):
+    pytest.skip("SLURM is not installed, and installing it needs root and apt-get")
+  state_dir = tmp_path_factory.mktemp("slurm")
+  start = subprocess.run(["bash", str(CI_SCRIPT), "start", str(state_dir)], capture_output=True,
+                         text=True, check=False)
+  if start.returncode != 0:
+    pytest.skip(f"could not start SLURM: {start.stderr.strip()[-500:]}")
+  env = dict(ENV, SLURM_CONF=str(state_dir / "slurm.conf"))
+  try:
+    yield env
+  finally:
+    subprocess.run(["scancel", "--user=root"], env=env, check=False)
+    subprocess.run(["bash", str(CI_SCRIPT), "stop", str(state_dir)], check=False)
+
+
+def job_ids(env, job_id):
+  """The task ids of `job_id` still known to squeue (pending, running, requeued)."""
+  result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i %T"], capture_output=True,
+                          text=True, env=env, check=False)
+  return result.stdout.split("\n") if result.stdout.strip() else []
+
+
+def wait_for(predicate, timeout_seconds, what):
+  deadline = time.monotonic() + timeout_seconds
+  while time.monotonic() < deadline:
+    if predicate():
+      return
+    time.sleep(1)
+  raise AssertionError(f"timed out after {timeout_seconds} s waiting for {what}")
+
+
+def submitted_job(result) -> str:
+  line = next(l for l in result.stdout.splitlines() if l.startswith("submitted job array"))
+  return line.split()[3]
+
+
+def jobcomp_states(env, job_id) -> list:
+  """JobState fields of the jobcomp log lines of an array job (one line per finished task)."""
+  conf = pathlib.Path(env["SLURM_CONF"]).read_text()
+  path = next(l.split("=", 1)[1] for l in conf.splitlines() if l.startswith("JobCompLoc="))
+  lines = pathlib.Path(path).read_text().splitlines() if os.path.exists(path) else []
+  return [field.split("=")[1] for line in lines if f"ArrayJobId={job_id} " in line
+          for field in line.split() if field.startswith("JobState=")]
+
+
+@pytest.mark.slow
+def test_job_array_of_three_smoke_runs(slurm, tmp_path):
+  sweep_dir = tmp_path / "fraction_smoke"
+  result = grok_sweep(f"--sweep={REPO}/configs/sweep_fraction.py:smoke",
+                      f"--sweep_dir={sweep_dir}", "--", *SBATCH_ARGS, env=slurm)
+  job_id = submitted_job(result)
+  wait_for(lambda: not job_ids(slurm, job_id), 300, f"job array {job_id} to finish")
+
+  record = sweep.read_plan(str(sweep_dir))
+  for point in record["points"]:
+    workdir = sweep_dir / point["workdir"]
+    log = (sweep_dir / "logs" / f"{point['index']}.out").read_text()
+    assert (workdir / "summary.json").exists(), log[-2000:]
+    rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 64
+    assert (workdir / "checkpoints" / "latest").is_dir()
+    assert f"job {job_id}_{point['index']}] grok-train exited with 0" in log
+  wait_for(lambda: len(jobcomp_states(slurm, job_id)) == 3, 30, "the jobcomp log")
+  assert jobcomp_states(slurm, job_id) == ["COMPLETED"] * 3
+
+  rows, markdown, figure = aggregate.aggregate(str(sweep_dir))
+  assert len(rows) == 3 and [r["status"] for r in rows] == ["done"] * 3
+  assert [r["data.training_fraction"] for r in rows] == [0.3, 0.5, 0.7]
+  assert len((sweep_dir / "table.csv").read_text().splitlines()) == 1 + 3
+  assert markdown.count("\n") == 2 + 3
+  assert os.path.getsize(figure) > 10_000
+
+  # A finished task is never launched again.
+  again = grok_sweep(f"--sweep={REPO}/configs/sweep_fraction.py:smoke",
+                     f"--sweep_dir={sweep_dir}", "--", *SBATCH_ARGS, env=slurm)
+  assert "every point has finished: nothing to launch" in again.stdout
+
+
+def _comparable(rows):
+  return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
+
+
+@pytest.mark.slow
+def test_signalled_task_requeues_and_resumes_exactly(slurm, tmp_path):
+  config = write_sweep_config(tmp_path / "long.py", f"{REPO}/configs/default.py:smoke",
+                              ["train.num_steps = (400,)", "seed = (1,)"], name="long")
+  sweep_dir = tmp_path / "long"
+  result = grok_sweep(f"--sweep={config}", f"--sweep_dir={sweep_dir}", "--", *SBATCH_ARGS,
+                      env=slurm)
+  job_id = submitted_job(result)
+  point = sweep.read_plan(str(sweep_dir))["points"][0]
+  workdir = sweep_dir / point["workdir"]
+  # The same grid point, uninterrupted, outside SLURM (meanwhile, on the other core).
+  reference = tmp_path / "reference"
+  uninterrupted = subprocess.Popen(
+      [sys.executable, "-m", "grok_tf.train", f"--flagfile={sweep_dir}/flags/0.flags",
+       f"--workdir={reference}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+
+  def steps_logged():
+    path = workdir / "metrics.jsonl"
+    return [json.loads(l)["step"] for l in path.read_text().splitlines()] if path.exists() else []
+
+  wait_for(lambda: steps_logged() and steps_logged()[-1] >= 48, 240, "training to start")
+  assert steps_logged()[-1] < 400, "the run finished before it could be signalled"
+  subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], env=slurm, check=True)
+  wait_for(lambda: not job_ids(slurm, job_id), 300, f"job {job_id} to requeue and finish")
+  assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-2000:]
+
+  log = (sweep_dir / "logs" / "0.out").read_text()
+  assert "SIGUSR1 received" in log and f"requeueing {job_id}_0" in log, log[-3000:]
+  assert "(restart count 1)" in log and "resumed from" in log, log[-3000:]
+  assert log.count("(restart count 0)") == 1  # appended, not overwritten
+  resumed = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  expected = [json.loads(l) for l in (reference / "metrics.jsonl").read_text().splitlines()]
+  assert resumed[-1]["step"] == 400
+  assert _comparable(resumed) == _comparable(expected)
+  summary = json.loads((workdir / "summary.json").read_text())
+  expected_summary = json.loads((reference / "summary.json").read_text())
+  del summary["elapsed_seconds"], expected_summary["elapsed_seconds"]
+  assert summary == expected_summary
