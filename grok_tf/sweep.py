@@ -14,6 +14,7 @@ read:
   flags/<index>.flags    grok-train's flags for that point (absl --flagfile format)
   runs/<name>/           the point's workdir, e.g. runs/operation-xdivy_training_fraction-0.3
   logs/<index>.out       the point's output (SLURM or --local), appended across restarts
+  jobs.txt               the SLURM job array ids submitted, one a line
 """
 
 import dataclasses
@@ -33,6 +34,7 @@ from grok_tf import validation
 from grok_tf import workdirs
 
 SWEEP_FILENAME = "sweep.json"
+JOBS_FILENAME = "jobs.txt"  # the job array ids submitted, one a line
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_SCRIPT = os.path.join(REPO, "launch", "train.sbatch")
 
@@ -267,8 +269,24 @@ def sbatch_command(sweep_dir: str, name: str, indices: list, max_concurrent: int
           f"--flagfile={flags_path(sweep_dir, '%a')}"]
 
 
-def submit(command: list, grok_train: str) -> str:
-  """Runs the sbatch `command` with GROK_TRAIN set for the jobs; returns the array job id."""
+def active_job(sweep_dir: str):
+  """The sweep's last submitted job array if SLURM still lists any of its tasks, else None."""
+  path = os.path.join(sweep_dir, JOBS_FILENAME)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    job_id = f.read().split()[-1]
+  try:
+    result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i"], capture_output=True,
+                            text=True, check=False)
+  except FileNotFoundError:
+    return None
+  return job_id if result.returncode == 0 and result.stdout.strip() else None
+
+
+def submit(command: list, grok_train: str, sweep_dir: str) -> str:
+  """Runs the sbatch `command` with GROK_TRAIN set for the jobs; returns the array job id,
+  also appended to <sweep_dir>/jobs.txt."""
   env = dict(os.environ, GROK_TRAIN=grok_train)
   try:
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -276,15 +294,18 @@ def submit(command: list, grok_train: str) -> str:
     raise SweepError("sbatch not found: SLURM is not installed here; use --local=N") from error
   if result.returncode != 0:
     raise SweepError(f"sbatch failed ({result.returncode}): {result.stderr.strip()}")
-  return result.stdout.strip().split(";")[0]
+  job_id = result.stdout.strip().split(";")[0]
+  with open(os.path.join(sweep_dir, JOBS_FILENAME), "a") as f:
+    f.write(job_id + "\n")
+  return job_id
 
 
 def run_local(sweep_dir: str, indices: list, parallel: int, grok_train: str,
               echo=print) -> dict:
   """Runs the points `indices` with at most `parallel` grok-train processes at a time.
 
-  Output goes to logs/<index>.out (appended). On an exception (Ctrl-C included) every
-  running process is sent SIGTERM, checkpoints and exits 75: running again resumes.
+  Output goes to logs/<index>.out (appended). On an exception (KeyboardInterrupt included)
+  every running process is sent SIGTERM, checkpoints and exits 75: running again resumes.
 
   Returns:
     {index: exit code}.
@@ -297,7 +318,8 @@ def run_local(sweep_dir: str, indices: list, parallel: int, grok_train: str,
         with open(log_path(sweep_dir, index), "a") as log:
           running[index] = subprocess.Popen(
               [grok_train, f"--flagfile={flags_path(sweep_dir, index)}"], stdout=log,
-              stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+              stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+              start_new_session=True)  # Ctrl-C reaches only us; we send SIGTERM below
         echo(f"point {index}: started (log {log_path(sweep_dir, index)})")
       for index, process in list(running.items()):
         if process.poll() is not None:

@@ -11,6 +11,7 @@ command after a failure or a cancel launches only what is left.
 
 import os
 import shlex
+import signal
 import sys
 
 from absl import app
@@ -65,16 +66,31 @@ def main(argv):
     else:
       print(f"GROK_TRAIN={shlex.quote(grok_train)} {shlex.join(command)}")
     return
+  running = sweep.active_job(sweep_dir)
+  if running:
+    raise sweep.SweepError(f"job array {running} of this sweep is still queued or running "
+                           f"(squeue -j {running}): wait for it or scancel it first")
   sweep.write_plan(sweep_dir, record)
   if _LOCAL.value:
-    codes = sweep.run_local(sweep_dir, [p.index for p in todo], _LOCAL.value, grok_train)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+      codes = sweep.run_local(sweep_dir, [p.index for p in todo], _LOCAL.value, grok_train)
+    except KeyboardInterrupt:
+      print("interrupted: the running points checkpointed; run the same command to resume",
+            file=sys.stderr)
+      sys.exit(130)
     failed = {i: c for i, c in codes.items() if c != 0}
     print(f"{len(codes) - len(failed)} of {len(codes)} points finished"
           + (f"; not finished (index: exit code): {failed}" if failed else ""))
     sys.exit(1 if failed else 0)
-  job_id = sweep.submit(command, grok_train)
+  job_id = sweep.submit(command, grok_train, sweep_dir)
   print(f"submitted job array {job_id} ({len(todo)} tasks): watch with squeue -j {job_id}, "
         f"logs in {os.path.join(sweep_dir, 'logs')}")
+
+
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
 
 
 def _main(argv):

@@ -183,6 +183,9 @@ def test_job_array_of_three_smoke_runs(slurm, tmp_path):
   result = grok_sweep(f"--sweep={REPO}/configs/sweep_fraction.py:smoke",
                       f"--sweep_dir={sweep_dir}", "--", *SBATCH_ARGS, env=slurm)
   job_id = submitted_job(result)
+  twice = grok_sweep(f"--sweep={REPO}/configs/sweep_fraction.py:smoke",
+                     f"--sweep_dir={sweep_dir}", env=slurm, check=False)
+  assert twice.returncode == 2 and f"job array {job_id} of this sweep is still" in twice.stderr
   wait_for(lambda: not job_ids(slurm, job_id), 300, f"job array {job_id} to finish")
 
   record = sweep.read_plan(str(sweep_dir))
@@ -214,36 +217,102 @@ def _comparable(rows):
   return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """Starts the 400-step grid point of `long_sweep` outside SLURM, uninterrupted.
+
+  Returns:
+    A function that waits for it and returns its workdir.
+  """
+  tmp = tmp_path_factory.mktemp("uninterrupted")
+  sweep_dir = tmp / "long"
+  config_path = long_sweep(tmp)
+  record = sweep.expand_sweep(_load(config_path), str(config_path))
+  sweep.write_plan(str(sweep_dir), record)
+  workdir = sweep_dir / record["points"][0]["workdir"]
+  process = subprocess.Popen(
+      [sys.executable, "-m", "grok_tf.train", f"--flagfile={sweep_dir}/flags/0.flags"],
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+
+  def wait():
+    assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+    return workdir
+  yield wait
+  process.kill()
+  process.wait()
+
+
+def long_sweep(directory):
+  """A one-point sweep: the smoke config trained for 400 steps (long enough to interrupt)."""
+  return write_sweep_config(directory / "long.py", f"{REPO}/configs/default.py:smoke",
+                            ["train.num_steps = (400,)", "seed = (1,)"], name="long")
+
+
+def _load(path):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("test_sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def node_cpus(env) -> int:
+  result = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True,
+                          env=env, check=True)
+  return int(result.stdout.split()[0])
+
+
 @pytest.mark.slow
-def test_signalled_task_requeues_and_resumes_exactly(slurm, tmp_path):
-  config = write_sweep_config(tmp_path / "long.py", f"{REPO}/configs/default.py:smoke",
-                              ["train.num_steps = (400,)", "seed = (1,)"], name="long")
+@pytest.mark.parametrize("interruption", ["signal", "preemption", "cancel"])
+def test_interrupted_task_requeues_and_resumes_exactly(slurm, uninterrupted, tmp_path,
+                                                       interruption):
+  """`scancel --signal=USR1 --batch` (what --signal=B:USR1@120 sends before the time limit),
+  or preemption by a job in the higher-priority partition `urgent`: the task checkpoints,
+  requeues itself and resumes. `scancel`: the task checkpoints and stays cancelled; the same
+  grok-sweep command resumes it. Every way ends with the metrics of an uninterrupted run."""
   sweep_dir = tmp_path / "long"
-  result = grok_sweep(f"--sweep={config}", f"--sweep_dir={sweep_dir}", "--", *SBATCH_ARGS,
-                      env=slurm)
+  cpus = node_cpus(slurm)
+  # For preemption the task holds the whole node, so the urgent job must preempt it.
+  sbatch_args = ([f"--cpus-per-task={cpus}", "--mem=2G", "--time=10"]
+                 if interruption == "preemption" else SBATCH_ARGS)
+  result = grok_sweep(f"--sweep={long_sweep(tmp_path)}", f"--sweep_dir={sweep_dir}", "--",
+                      *sbatch_args, env=slurm)
   job_id = submitted_job(result)
-  point = sweep.read_plan(str(sweep_dir))["points"][0]
-  workdir = sweep_dir / point["workdir"]
-  # The same grid point, uninterrupted, outside SLURM (meanwhile, on the other core).
-  reference = tmp_path / "reference"
-  uninterrupted = subprocess.Popen(
-      [sys.executable, "-m", "grok_tf.train", f"--flagfile={sweep_dir}/flags/0.flags",
-       f"--workdir={reference}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+  workdir = sweep_dir / sweep.read_plan(str(sweep_dir))["points"][0]["workdir"]
 
   def steps_logged():
     path = workdir / "metrics.jsonl"
     return [json.loads(l)["step"] for l in path.read_text().splitlines()] if path.exists() else []
 
   wait_for(lambda: steps_logged() and steps_logged()[-1] >= 48, 240, "training to start")
-  assert steps_logged()[-1] < 400, "the run finished before it could be signalled"
-  subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], env=slurm, check=True)
+  assert steps_logged()[-1] < 400, "the run finished before it could be interrupted"
+  if interruption == "signal":
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], env=slurm,
+                   check=True)
+  elif interruption == "cancel":
+    subprocess.run(["scancel", job_id], env=slurm, check=True)
+  else:
+    subprocess.run(["sbatch", "--partition=urgent", f"--cpus-per-task={cpus}", "--mem=1G",
+                    f"--output={tmp_path}/urgent.out", "--wrap", "sleep 1"], env=slurm,
+                   check=True, capture_output=True)
   wait_for(lambda: not job_ids(slurm, job_id), 300, f"job {job_id} to requeue and finish")
-  assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-2000:]
 
   log = (sweep_dir / "logs" / "0.out").read_text()
-  assert "SIGUSR1 received" in log and f"requeueing {job_id}_0" in log, log[-3000:]
-  assert "(restart count 1)" in log and "resumed from" in log, log[-3000:]
-  assert log.count("(restart count 0)") == 1  # appended, not overwritten
+  assert "received: asking grok-train" in log, log[-3000:]
+  if interruption == "cancel":
+    assert "not requeued by this script" in log and "(restart count 1)" not in log, log[-3000:]
+    assert sweep.status(str(workdir)) == "started"
+    again = grok_sweep(f"--sweep={long_sweep(tmp_path)}", f"--sweep_dir={sweep_dir}", "--",
+                       *sbatch_args, env=slurm)
+    job_id = submitted_job(again)
+    wait_for(lambda: not job_ids(slurm, job_id), 300, f"job {job_id} to finish")
+    log = (sweep_dir / "logs" / "0.out").read_text()
+    assert log.count("(restart count 0)") == 2, log[-3000:]  # appended, not overwritten
+  else:
+    assert f"requeueing {job_id}_0" in log and "(restart count 1)" in log, log[-3000:]
+    assert log.count("(restart count 0)") == 1  # appended, not overwritten
+  assert "resumed from" in log, log[-3000:]
+  reference = uninterrupted()
   resumed = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   expected = [json.loads(l) for l in (reference / "metrics.jsonl").read_text().splitlines()]
   assert resumed[-1]["step"] == 400
