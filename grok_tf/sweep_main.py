@@ -40,6 +40,8 @@ def main(argv):
   if _LOCAL.value and sbatch_args:
     raise sweep.SweepError(f"sbatch arguments {' '.join(sbatch_args)} given with --local")
   config_path = config_flags.get_config_filename(flags.FLAGS["sweep"])
+  if not os.path.isfile(config_path):  # config_flags reports it only with a traceback
+    raise sweep.SweepError(f"--sweep={config_path}: no such file")
   record = sweep.expand_sweep(_SWEEP.value, os.path.abspath(config_path))
   sweep_dir = os.path.abspath(_SWEEP_DIR.value or os.path.join("sweeps", record["name"]))
   points = sweep.points_of(record)
@@ -106,9 +108,18 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except Exception as error:  # pylint: disable=broad-except
-    message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-    print(f"grok-sweep: error: {message}", file=sys.stderr)
+    print(f"grok-sweep: error: {_one_line(error)}", file=sys.stderr)
     sys.exit(2)
+
+
+def _one_line(error) -> str:
+  """The gist of a flag or config-file error: its first line plus, after a traceback, the
+  exception the config file raised."""
+  text = str(error).strip().strip("'").replace("\\n", "\n").replace("\\'", "'")
+  lines = [line.strip() for line in text.splitlines() if line.strip()] or [repr(error)]
+  if "Traceback (most recent call last):" in lines:
+    return f"{lines[0]} {lines[-1]}"
+  return "; ".join(lines)
 
 
 def run():

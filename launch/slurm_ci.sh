@@ -24,8 +24,10 @@ install_slurm() {
   fi
   [[ $(id -u) -eq 0 ]] || die "SLURM is not installed and installing it needs root"
   command -v apt-get >/dev/null || die "SLURM is not installed and apt-get is missing"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  # Waits for another apt/dpkg (up to 5 min) instead of failing on its lock.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+    --no-install-recommends \
     slurmctld slurmd slurm-client munge >/dev/null
 }
 

@@ -111,7 +111,39 @@ def test_bad_grid_field_is_one_line_and_exit_2(tmp_path):
                               ["data.training_fraction = (0.5, 1.5)"])
   result = grok_sweep(f"--sweep={config}", f"--sweep_dir={tmp_path}/s", check=False)
   assert result.returncode == 2 and "data.training_fraction" in result.stderr
+  result = grok_sweep(f"--sweep={tmp_path}/missing.py", check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"grok-sweep: error: --sweep={tmp_path}/missing.py: no such file")
   assert not (tmp_path / "s").exists()
+
+
+def test_aggregate_reads_a_sweep_in_progress(tmp_path):
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  path = str(REPO / "configs" / "sweep_fraction.py")
+  sweep.write_plan(str(tmp_path), sweep.expand_sweep(load_config("sweep_fraction", "smoke"), path))
+  names = [p["name"] for p in sweep.read_plan(str(tmp_path))["points"]]
+  # Point 0 finished (reached 99% validation at step 48), point 1 is at step 32, 2 not started.
+  accuracies = {0: (0.5, 0.1), 16: (0.995, 0.3), 32: (1.0, 0.8), 48: (1.0, 0.991), 64: (1.0, 1.0)}
+  for name, last_step in ((names[0], 64), (names[1], 32)):
+    workdir = tmp_path / "runs" / name
+    workdir.mkdir(parents=True)
+    (workdir / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "train/accuracy": t, "validation/accuracy": v}) + "\n"
+        for s, (t, v) in accuracies.items() if s <= last_step))
+  (tmp_path / "runs" / names[0] / "summary.json").write_text("{}")
+
+  rows, markdown, figure = aggregate.aggregate(str(tmp_path))
+  assert [r["status"] for r in rows] == ["done", "started", "pending"]
+  assert [r["step_train_99"] for r in rows] == [16, 16, None]
+  assert [r["step_validation_99"] for r in rows] == [48, None, None]
+  assert [r["last_step"] for r in rows] == [64, 32, None]
+  assert [r["final_validation_accuracy"] for r in rows] == [1.0, 0.8, None]
+  assert "| 1 | x+y | 0.5 | 0 | started | 32 | 64 | 16 | - | 1.0000 | 0.8000 |" in markdown
+  assert (tmp_path / "table.csv").read_text().splitlines()[3] == "2,x+y,0.7,0,pending,,64,,,,"
+  assert os.path.getsize(figure) > 10_000
+  with pytest.raises(sweep.SweepError, match="no sweep.json"):
+    aggregate.aggregate(str(tmp_path / "runs"))
 
 
 def test_array_spec_compresses_ranges():
