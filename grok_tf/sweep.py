@@ -183,20 +183,25 @@ def points_of(record: dict) -> list:
   return [Point(p["index"], p["name"], p["overrides"], p["config"]) for p in record["points"]]
 
 
+def check_same(sweep_dir: str, record: dict) -> None:
+  """Raises `SweepError` if `sweep_dir` already holds a sweep other than `record`."""
+  path = os.path.join(sweep_dir, SWEEP_FILENAME)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old != json.loads(json.dumps(record)):
+      raise SweepError(f"--sweep_dir={sweep_dir} holds a different sweep ({old['name']}, "
+                       f"{len(old['points'])} points); use another --sweep_dir")
+
+
 def write_plan(sweep_dir: str, record: dict) -> None:
   """Writes sweep.json and the flag files, or checks that `sweep_dir` holds the same sweep.
 
   Raises:
     SweepError: `sweep_dir` already holds a different sweep.
   """
-  path = os.path.join(sweep_dir, SWEEP_FILENAME)
+  check_same(sweep_dir, record)
   record = json.loads(json.dumps(record))
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != record:
-      raise SweepError(f"--sweep_dir={sweep_dir} holds a different sweep ({old['name']}, "
-                       f"{len(old['points'])} points); use another --sweep_dir")
   for sub in ("flags", "runs", "logs"):
     os.makedirs(os.path.join(sweep_dir, sub), exist_ok=True)
   for point in points_of(record):
@@ -204,7 +209,8 @@ def write_plan(sweep_dir: str, record: dict) -> None:
              f"--workdir={os.path.join(os.path.abspath(sweep_dir), 'runs', point.name)}"]
     lines += [f"--config.{k}={flag_value(v)}" for k, v in point.overrides.items()]
     logs.write_atomically(flags_path(sweep_dir, point.index), "\n".join(lines) + "\n")
-  logs.write_atomically(path, json.dumps(record, indent=1) + "\n")
+  logs.write_atomically(os.path.join(sweep_dir, SWEEP_FILENAME),
+                        json.dumps(record, indent=1) + "\n")
 
 
 def read_plan(sweep_dir: str) -> dict:

@@ -39,11 +39,12 @@ def main(argv):
   sbatch_args = argv[1:]
   if _LOCAL.value and sbatch_args:
     raise sweep.SweepError(f"sbatch arguments {' '.join(sbatch_args)} given with --local")
-  config_path = config_flags.get_config_filename(flags.FLAGS["sweep"])
+  config_path = config_flags.get_config_filename(flags.FLAGS["sweep"]).partition(":")[0]
   if not os.path.isfile(config_path):  # config_flags reports it only with a traceback
     raise sweep.SweepError(f"--sweep={config_path}: no such file")
   record = sweep.expand_sweep(_SWEEP.value, os.path.abspath(config_path))
   sweep_dir = os.path.abspath(_SWEEP_DIR.value or os.path.join("sweeps", record["name"]))
+  sweep.check_same(sweep_dir, record)
   points = sweep.points_of(record)
   if _POINTS.value is not None:
     wanted = set(sweep.parse_indices(_POINTS.value, len(points)))
