@@ -83,7 +83,8 @@ def point_name(overrides: dict) -> str:
   parts = []
   for (path, value), leaf in zip(overrides.items(), leaves):
     key = leaf if leaves.count(leaf) == 1 else path.replace(".", "-")
-    text = workdirs._slug(value) if isinstance(value, str) else repr(value)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    text = workdirs._slug(value) if isinstance(value, str) else repr(value)
     parts.append(f"{key}-{text}")
   return "_".join(parts)
 

@@ -6,7 +6,7 @@
 #
 # STATE_DIR (default /tmp/grok_tf_slurm) holds slurm.conf, logs, spool and PID files. Clients
 # find this controller through SLURM_CONF: `start` prints `export SLURM_CONF=...` as its last
-# line. Needs root. Ports 16817/16818, so a site's own SLURM on the default ports is left alone.
+# line. Needs root. Exit code 3: SLURM is missing and cannot be installed here. Ports 16817/16818, so a site's own SLURM on the default ports is left alone.
 # No cgroups and no accounting; two partitions: `main` (default, preemptible: requeue after a
 # 20 s grace time) and `urgent` (preempts `main`).
 set -euo pipefail
@@ -17,18 +17,22 @@ conf="$state_dir/slurm.conf"
 
 die() { echo "slurm_ci.sh: $*" >&2; exit 1; }
 
-install_slurm() {
+install_slurm() {  # exit code 3 if SLURM is missing and cannot be installed
   if command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
       && command -v sbatch >/dev/null && command -v munged >/dev/null; then
     return
   fi
-  [[ $(id -u) -eq 0 ]] || die "SLURM is not installed and installing it needs root"
-  command -v apt-get >/dev/null || die "SLURM is not installed and apt-get is missing"
+  [[ $(id -u) -eq 0 ]] \
+    || { echo "slurm_ci.sh: SLURM is missing; installing it needs root" >&2; exit 3; }
+  command -v apt-get >/dev/null \
+    || { echo "slurm_ci.sh: SLURM is missing and apt-get is not available" >&2; exit 3; }
   # Waits for another apt/dpkg (up to 5 min) instead of failing on its lock.
-  apt-get -o DPkg::Lock::Timeout=300 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-    --no-install-recommends \
-    slurmctld slurmd slurm-client munge >/dev/null
+  if ! { apt-get -o DPkg::Lock::Timeout=300 update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; }; then
+    echo "slurm_ci.sh: apt-get could not install slurmctld slurmd slurm-client munge" >&2
+    exit 3
+  fi
 }
 
 write_conf() {
