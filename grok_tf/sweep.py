@@ -84,7 +84,7 @@ def point_name(overrides: dict) -> str:
   for (path, value), leaf in zip(overrides.items(), leaves):
     key = leaf if leaves.count(leaf) == 1 else path.replace(".", "-")
     # pylint: disable-next=protected-access
-    text = workdirs._slug(value) if isinstance(value, str) else repr(value)
+    text = workdirs.slug(value) if isinstance(value, str) else repr(value)
     parts.append(f"{key}-{text}")
   return "_".join(parts)
 

@@ -25,14 +25,15 @@ class WorkdirError(RuntimeError):
   """A workdir that cannot be used; the message is the one line shown to the user."""
 
 
-def _slug(text) -> str:
+def slug(text) -> str:
+  """`text` with operator characters spelled out, safe in a file name: "x/y" -> "xdivy"."""
   names = {"/": "div", "*": "mul", "^": "pow", ".": "o", "+": "plus", "-": "minus"}
   return re.sub(r"[^A-Za-z0-9]", lambda m: names.get(m.group(0), "_"), str(text))
 
 
 def default_workdir(config) -> str:
   """runs/<operation>-p<modulus>-frac<fraction>-wd<weight decay>-seed<seed>."""
-  return os.path.join("runs", f"{_slug(config.data.operation)}-p{config.data.modulus}"
+  return os.path.join("runs", f"{slug(config.data.operation)}-p{config.data.modulus}"
                       f"-frac{config.data.training_fraction}-wd{config.optim.weight_decay}"
                       f"-seed{config.seed}")
 

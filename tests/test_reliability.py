@@ -111,7 +111,7 @@ def test_stop_signal_checkpoints_exits_75_and_resumes_exactly(tmp_path, referenc
   result = subprocess.run([GROK_TRAIN, *FLAGS, f"--workdir={workdir}"], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
-  assert f"resumed from" in result.stdout
+  assert "resumed from" in result.stdout
   assert_same_run(workdir, reference)
 
 
