@@ -221,6 +221,8 @@ def test_runner_writes_everything_and_resumes(smoke_run, tmp_path):
   for name in os.listdir(series_dir):
     if int(name[5:13]) > 16:
       shutil.move(os.path.join(series_dir, name), later / name)
+  latest_dir = os.path.join(workdir, "checkpoints", "latest")
+  shutil.move(latest_dir, tmp_path / "latest")
   config = _quick_config()
   lines = []
   rows = runner.analyse(config, workdir, log=lines.append)
@@ -228,6 +230,7 @@ def test_runner_writes_everything_and_resumes(smoke_run, tmp_path):
   assert rows[-1]["agop/alignment_final"] == pytest.approx(1.0)
   for name in os.listdir(later):
     shutil.move(later / name, os.path.join(series_dir, name))
+  shutil.move(tmp_path / "latest", latest_dir)
   lines.clear()
   rows = runner.analyse(config, workdir, log=lines.append)
   assert [line.split(":")[0] for line in lines] == ["step 32", "step 64"]  # only the new ones
@@ -299,3 +302,52 @@ def test_command_line_runs(smoke_run, tmp_path):
   assert done.stdout.strip().splitlines()[-1].endswith("analysis/analysis.png")
   with open(os.path.join(workdir, "analysis", "summary.json")) as f:
     assert json.load(f)["analysed_steps"] == [0, 1, 2, 4, 8, 16, 32, 64]
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end on a small run that groks.
+
+@pytest.fixture(scope="module")
+def grokked_run(tmp_path_factory):
+  """(workdir, summary) of x+y mod 23, 60% training data, a 1-layer width-64 model: train
+  accuracy reaches 99% near step 180, validation accuracy near step 2,700 (about 1-2 minutes
+  on 2 CPU cores)."""
+  from grok_tf import train  # pylint: disable=import-outside-toplevel
+  config = load_config("default", "smoke")
+  config.data.training_fraction = 0.6
+  config.model.width, config.model.hidden_width = 64, 256
+  config.optim.learning_rate = 3e-3
+  config.train.num_steps = 3500
+  config.train.early_stop_evals = 2
+  config.eval.every_steps = 100
+  config.eval.points_per_decade = 5
+  config.checkpoint.every_steps = 1000
+  workdir = str(tmp_path_factory.mktemp("grokked") / "run")
+  return workdir, train.train_and_evaluate(config, workdir)
+
+
+@pytest.mark.slow
+def test_analysis_of_a_grokking_run(grokked_run):
+  from grok_tf import checkpoints  # pylint: disable=import-outside-toplevel
+  workdir, summary = grokked_run
+  assert summary["step_validation_99"] is not None, summary
+  config = load_config("analysis", "quick")
+  rows = runner.analyse(config, workdir, log=lambda line: None)
+  by_step = {r["step"]: r for r in rows}
+  saved = [s for s, _ in checkpoints.series(workdir)] + [checkpoints.latest(workdir)[0]]
+  assert sorted(by_step) == sorted(set(saved))
+  init, last = rows[0], rows[-1]
+  assert last["validation/accuracy"] >= 0.99
+  # The AGOP becomes circulant: off-diagonal block (Hankel for x+y) and diagonal blocks.
+  assert last["circulant/expected"] < 0.75 * init["circulant/expected"], (init, last)
+  assert last["circulant/diagonal_blocks"] < 0.3 * init["circulant/diagonal_blocks"]
+  # Off-diagonal AGOP alignment rises while validation accuracy has not jumped yet.
+  before = [r for r in rows if r["validation/accuracy"] < 0.9]
+  assert before[-1]["step"] >= 1024
+  rise = before[-1]["agop/alignment_final_off_diagonal"] - init[
+      "agop/alignment_final_off_diagonal"]
+  assert rise > 0.3, [(r["step"], r["agop/alignment_final_off_diagonal"]) for r in rows]
+  # Fourier sparsity grows; the restricted loss falls below the loss before the jump.
+  assert last["fourier/gini"] > 3 * init["fourier/gini"]
+  assert before[-1]["fourier/restricted_loss"] < before[-1]["fourier/loss"]
+  assert os.path.getsize(os.path.join(workdir, "analysis", "analysis.png")) > 10_000
