@@ -37,7 +37,7 @@ def get_config(arg=None):
   # At most this many of them, a seeded subset; 0 = all. Cost grows linearly.
   config.agop.max_examples = 2048
   # Examples per Jacobian call (m backward passes each).
-  config.agop.batch_size = 256
+  config.agop.batch_size = 128
   # Compile the Jacobian with XLA (about 2x faster on CPU).
   config.agop.xla = True
   # How many of the largest eigenvalues to report for each AGOP matrix.

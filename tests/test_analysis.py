@@ -349,5 +349,8 @@ def test_analysis_of_a_grokking_run(grokked_run):
   assert rise > 0.3, [(r["step"], r["agop/alignment_final_off_diagonal"]) for r in rows]
   # Fourier sparsity grows; the restricted loss falls below the loss before the jump.
   assert last["fourier/gini"] > 3 * init["fourier/gini"]
+  with open(os.path.join(workdir, "analysis", "summary.json")) as f:
+    keys = json.load(f)["key_frequencies"]
+  assert last["fourier/key_frequency_1"] in keys and len(keys) == 5
   assert before[-1]["fourier/restricted_loss"] < before[-1]["fourier/loss"]
   assert os.path.getsize(os.path.join(workdir, "analysis", "analysis.png")) > 10_000

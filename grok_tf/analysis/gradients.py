@@ -55,15 +55,19 @@ def per_example_gradients(per_example, groups: dict, tokens: np.ndarray,
     tokens: (n, 7) int32 sequences.
     batch_size: examples per call (the last call is padded to it).
   """
-  chunks = {name: [] for name in groups}
+  # Filled in place: one (n, P_group) float32 array per group, nothing concatenated.
+  out = {name: None for name in groups}
   for start in range(0, len(tokens), batch_size):
     chunk = tokens[start:start + batch_size]
     padded = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), axis=0)])
-    grads = [g.numpy()[:len(chunk)] for g in per_example(tf.constant(padded, tf.int32))]
+    grads = per_example(tf.constant(padded, tf.int32))
     for name, indices in groups.items():
-      chunks[name].append(np.concatenate([grads[i].reshape(len(chunk), -1) for i in indices],
-                                         axis=1))
-  return {name: np.concatenate(parts) for name, parts in chunks.items()}
+      columns = [tf.reshape(grads[i], (batch_size, -1)).numpy()[:len(chunk)] for i in indices]
+      if out[name] is None:
+        out[name] = np.empty((len(tokens), sum(c.shape[1] for c in columns)), np.float32)
+      out[name][start:start + len(chunk)] = np.concatenate(columns, axis=1)
+    del grads
+  return out
 
 
 def grams(gradients: dict) -> dict:

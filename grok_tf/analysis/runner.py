@@ -240,6 +240,8 @@ class Analyser:
       norms = fourier.frequency_norms(agop.element_embeddings(model, m)[grid.order])
       scalars["fourier/gini"] = fourier.gini(norms)
       scalars["fourier/top_frequency_fraction"] = float(np.max(norms ** 2) / np.sum(norms ** 2))
+      by_norm = np.argsort(-norms)[:config.fourier.key_frequencies] + 1
+      scalars.update({f"fourier/key_frequency_{i + 1}": int(k) for i, k in enumerate(by_norm)})
       arrays["fourier_norms"] = norms
       if grid.sign is not None:
         logits = [model.answer_logits(tf.constant(grid.inputs[i:i + 2048], tf.int32))[:, 0, :m]
