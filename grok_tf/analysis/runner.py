@@ -29,6 +29,7 @@ import os
 import shutil
 import time
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -112,7 +113,6 @@ class Run:
   """
 
   def __init__(self, workdir: str):
-    import ml_collections  # pylint: disable=import-outside-toplevel
     saved = workdirs.saved_config(workdir)
     split_path = os.path.join(workdir, "split.npz")
     if saved is None or not os.path.exists(split_path):
@@ -399,8 +399,8 @@ def analyse(config, workdir: str, log=print) -> list:
              "key_frequencies": None if keys is None else [int(k) for k in keys],
              "step_validation_99": logs.first_step_reaching(metric_rows,
                                                             "validation/accuracy"),
-             "element_order": "discrete log" if run.operation in circulant.MULTIPLICATIVE
-                              else "residue"}
+             "element_order": ("discrete log" if run.operation in circulant.MULTIPLICATIVE
+                               else "residue" if run.is_modular else "permutation index")}
   write_outputs(directory, rows, records, run, config, summary, metric_rows, grid)
   return rows
 
