@@ -333,7 +333,7 @@ def accuracy_at(metric_rows: list, step: int) -> dict:
     return {}
   return {"train/accuracy": before[-1]["train/accuracy"],
           "validation/accuracy": before[-1]["validation/accuracy"],
-          "train/accuracy_step": before[-1]["step"]}
+          "metrics/step": before[-1]["step"]}
 
 
 def select_steps(available: list, spec: str) -> list:
