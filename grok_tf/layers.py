@@ -100,12 +100,14 @@ class CausalSelfAttention(keras.layers.Layer):
     flat = ops.reshape(inputs, (-1, self.width))  # (batch*seq, width)
     qkv = ops.matmul(flat, ops.cast(self.query_key_value, self.compute_dtype))
     qkv = ops.reshape(qkv, (batch, seq, 3, heads, head_width))
-    query, key, value = (qkv[:, :, i] for i in range(3))  # (batch, seq, heads, head_width)
-    scores = ops.einsum("bqhc,bkhc->bhqk", query, key) / math.sqrt(head_width)
-    causal = ops.tril(ops.ones((seq, seq), "bool"))  # (seq, seq): key <= query
-    scores = ops.where(causal, ops.cast(scores, "float32"), -1e9)
-    weights = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)  # (batch, heads, q, k)
-    attended = ops.einsum("bhqk,bkhc->bqhc", weights, value)  # (batch, seq, heads, head_width)
+    qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, seq, head_width)
+    query, key, value = ops.unstack(qkv, 3, axis=0)  # each (batch, heads, seq, head_width)
+    scores = ops.matmul(query, ops.swapaxes(key, -1, -2)) / math.sqrt(head_width)
+    # (batch, heads, seq, seq); a key after the query gets -1e9 before the float32 softmax.
+    future = 1.0 - ops.tril(ops.ones((seq, seq), "float32"))
+    weights = ops.softmax(ops.cast(scores, "float32") - 1e9 * future, axis=-1)
+    attended = ops.matmul(ops.cast(weights, self.compute_dtype), value)
+    attended = ops.transpose(attended, (0, 2, 1, 3))  # (batch, seq, heads, head_width)
     out = ops.matmul(ops.reshape(attended, (-1, self.width)),
                      ops.cast(self.output_kernel, self.compute_dtype))
     return ops.reshape(out, (batch, seq, self.width))
@@ -143,7 +145,7 @@ class FeedForward(keras.layers.Layer):
   def call(self, inputs):
     shape = ops.shape(inputs)
     flat = ops.reshape(inputs, (-1, self.width))  # (batch*seq, width)
-    hidden = keras.activations.get(self.activation)(
+    hidden = getattr(ops, self.activation)(  # ops.relu / ops.gelu: one fused op each
         ops.matmul(flat, ops.cast(self.hidden_kernel, self.compute_dtype)))
     out = ops.matmul(hidden, ops.cast(self.output_kernel, self.compute_dtype))
     return ops.reshape(out, shape)

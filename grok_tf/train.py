@@ -168,62 +168,64 @@ def train_and_evaluate(config, workdir: str) -> dict:
   Returns:
     The run summary (also written to `<workdir>/summary.json`).
   """
-  # Set-up: validate, claim the workdir, make every random choice reproducible.
-  validation.check(config)
-  workdirs.prepare(workdir, config)
-  keras.utils.set_random_seed(config.seed)
-  if config.train.deterministic:
-    tf.config.experimental.enable_op_determinism()
-
-  # Data: the whole training set stays resident; batches are cut in-graph.
-  splits = data.make_splits(config.data)
-  split_path = os.path.join(workdir, "split.npz")
-  if not os.path.exists(split_path):
-    data.save_split(splits, split_path)
-  trainer = build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
-  model, optimizer, step_counter = trainer.model, trainer.optimizer, trainer.step_counter
-
-  # Checkpoint restore.
-  ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), model,
-                                  optimizer=optimizer, step=step_counter,
-                                  initial_weights=trainer.initial_weights,
-                                  random_states=trainer.random_states)
-  restored = ckpts.restore_latest()
-  step = int(step_counter.numpy())
-  if restored:
-    print(f"resumed from {restored} at step {step}", flush=True)
-
-  # Evaluation.
-  evaluator = evaluation.Evaluator(model, config.eval.batch_size)
-  sets = {"train": splits.train_tokens, "validation": splits.validation_tokens}
-  eval_steps = evaluation.evaluation_steps(config.train.num_steps, config.eval.every_steps,
-                                           config.eval.points_per_decade)
-  metric_log = logs.MetricLog(workdir, resume_step=step)
-  progress = logs.Progress(config.train.num_steps)
-  print(f"workdir: {workdir}\nTensorBoard: tensorboard --logdir {metric_log.tensorboard_dir}",
-        flush=True)
-  start_time = time.monotonic() - metric_log.elapsed_seconds
-
-  def evaluate(step, step_stats):
-    row = {"step": step, **dict(evaluator.run(sets)), **step_stats}
-    row["optim/learning_rate"] = float(optimizer.learning_rate)
-    row.update(weight_norms(model))
-    if not all(math.isfinite(v) for v in row.values()):
-      raise NumericalFault(f"non-finite metrics at step {step}: "
-                           f"{[k for k, v in row.items() if not math.isfinite(v)]}")
-    metric_log.append(row, time.monotonic() - start_time)
-    progress.report(step, row)
-    return row
-
-  # Loop: run compiled chunks of updates between events (evaluation, checkpoints, end).
-  if step == 0 and not metric_log.rows:
-    ckpts.save_series(0)
-    evaluate(0, {})
-  pending = [s for s in eval_steps if s > step]
-  held = _held_steps(metric_log.rows, config)
-  stop_evals = config.train.early_stop_evals
-  stopped_early = bool(stop_evals) and held >= stop_evals
+  # Stop signals are recorded from the start, so one arriving during set-up still ends in
+  # a checkpoint and exit code 75 rather than an unclean death.
   with StopSignals() as signals:
+    # Set-up: validate, claim the workdir, make every random choice reproducible.
+    validation.check(config)
+    workdirs.prepare(workdir, config)
+    keras.utils.set_random_seed(config.seed)
+    if config.train.deterministic:
+      tf.config.experimental.enable_op_determinism()
+
+    # Data: the whole training set stays resident; batches are cut in-graph.
+    splits = data.make_splits(config.data)
+    split_path = os.path.join(workdir, "split.npz")
+    if not os.path.exists(split_path):
+      data.save_split(splits, split_path)
+    trainer = build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
+    model, optimizer, step_counter = trainer.model, trainer.optimizer, trainer.step_counter
+
+    # Checkpoint restore.
+    ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), model,
+                                    optimizer=optimizer, step=step_counter,
+                                    initial_weights=trainer.initial_weights,
+                                    random_states=trainer.random_states)
+    restored = ckpts.restore_latest()
+    step = int(step_counter.numpy())
+    if restored:
+      print(f"resumed from {restored} at step {step}", flush=True)
+
+    # Evaluation.
+    evaluator = evaluation.Evaluator(model, config.eval.batch_size)
+    sets = {"train": splits.train_tokens, "validation": splits.validation_tokens}
+    eval_steps = evaluation.evaluation_steps(config.train.num_steps, config.eval.every_steps,
+                                             config.eval.points_per_decade)
+    metric_log = logs.MetricLog(workdir, resume_step=step)
+    progress = logs.Progress(config.train.num_steps)
+    print(f"workdir: {workdir}\nTensorBoard: tensorboard --logdir {metric_log.tensorboard_dir}",
+          flush=True)
+    start_time = time.monotonic() - metric_log.elapsed_seconds
+
+    def evaluate(step, step_stats):
+      row = {"step": step, **dict(evaluator.run(sets)), **step_stats}
+      row["optim/learning_rate"] = float(optimizer.learning_rate)
+      row.update(weight_norms(model))
+      if not all(math.isfinite(v) for v in row.values()):
+        raise NumericalFault(f"non-finite metrics at step {step}: "
+                             f"{[k for k, v in row.items() if not math.isfinite(v)]}")
+      metric_log.append(row, time.monotonic() - start_time)
+      progress.report(step, row)
+      return row
+
+    # Loop: run compiled chunks of updates between events (evaluation, checkpoints, end).
+    if step == 0 and not metric_log.rows:
+      ckpts.save_series(0)
+      evaluate(0, {})
+    pending = [s for s in eval_steps if s > step]
+    held = _held_steps(metric_log.rows, config)
+    stop_evals = config.train.early_stop_evals
+    stopped_early = bool(stop_evals) and held >= stop_evals
     while step < config.train.num_steps and not stopped_early:
       next_series = 1 << step.bit_length()  # the next power of two
       next_latest = (step // config.checkpoint.every_steps + 1) * config.checkpoint.every_steps
@@ -249,31 +251,31 @@ def train_and_evaluate(config, workdir: str) -> dict:
         progress.close()
         metric_log.close()
         raise Preempted(signals.received, step)
-  progress.close()
-  metric_log.close()
+    progress.close()
+    metric_log.close()
 
-  # Summary and the grokking curve.
-  rows = metric_log.rows
-  summary = {
-      "final_step": step,
-      "stopped_early": bool(stopped_early),
-      "step_train_99": logs.first_step_reaching(rows, "train/accuracy"),
-      "step_validation_99": logs.first_step_reaching(rows, "validation/accuracy"),
-      "final_train_accuracy": rows[-1]["train/accuracy"],
-      "final_validation_accuracy": rows[-1]["validation/accuracy"],
-      "best_validation_accuracy": max(r["validation/accuracy"] for r in rows),
-      "elapsed_seconds": metric_log.elapsed_seconds,
-      "seconds_to_validation_99": next(
-          (t["elapsed_seconds"] for t in metric_log.timing
-           if t["step"] == logs.first_step_reaching(rows, "validation/accuracy")), None),
-  }
-  logs.write_atomically(os.path.join(workdir, "summary.json"),
-                        json.dumps(summary, indent=2) + "\n")
-  figures.plot_run(workdir)
-  print(f"train accuracy >= 99% at step {summary['step_train_99']}; validation accuracy "
-        f">= 99% at step {summary['step_validation_99']}; curve: "
-        f"{os.path.join(workdir, figures.CURVE_FILENAME)}", flush=True)
-  return summary
+    # Summary and the grokking curve.
+    rows = metric_log.rows
+    summary = {
+        "final_step": step,
+        "stopped_early": bool(stopped_early),
+        "step_train_99": logs.first_step_reaching(rows, "train/accuracy"),
+        "step_validation_99": logs.first_step_reaching(rows, "validation/accuracy"),
+        "final_train_accuracy": rows[-1]["train/accuracy"],
+        "final_validation_accuracy": rows[-1]["validation/accuracy"],
+        "best_validation_accuracy": max(r["validation/accuracy"] for r in rows),
+        "elapsed_seconds": metric_log.elapsed_seconds,
+        "seconds_to_validation_99": next(
+            (t["elapsed_seconds"] for t in metric_log.timing
+             if t["step"] == logs.first_step_reaching(rows, "validation/accuracy")), None),
+    }
+    logs.write_atomically(os.path.join(workdir, "summary.json"),
+                          json.dumps(summary, indent=2) + "\n")
+    figures.plot_run(workdir)
+    print(f"train accuracy >= 99% at step {summary['step_train_99']}; validation accuracy "
+          f">= 99% at step {summary['step_validation_99']}; curve: "
+          f"{os.path.join(workdir, figures.CURVE_FILENAME)}", flush=True)
+    return summary
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The fast training path computes the paper's maths, traces once, and the benchmark runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from grok_tf import bench
+from grok_tf import data
+from grok_tf import losses
+from grok_tf import model as model_lib
+from grok_tf import train
+from conftest import REPO, load_config
+
+
+def test_answer_only_projection_gives_the_reference_loss_and_gradients():
+  config = load_config("default", "smoke")
+  config.model.num_layers = 2
+  model = model_lib.build_model(config.model, vocabulary_size=26)
+  tokens = tf.constant(data.make_table("x+y", 23).tokens[:64])
+  inputs, targets = losses.answer_targets(tokens)
+
+  def reference_loss():  # all positions projected, then the answer positions picked
+    logits = model(inputs)  # (batch, 6, vocab)
+    return tf.reduce_mean(losses.cross_entropy(tf.gather(logits, [4, 5], axis=1), targets))
+
+  def fast_loss():
+    return tf.reduce_mean(losses.cross_entropy(model.answer_logits(inputs), targets))
+
+  results = []
+  for loss_fn in (reference_loss, fast_loss):
+    with tf.GradientTape() as tape:
+      loss = loss_fn()
+    results.append((loss, tape.gradient(loss, model.trainable_variables)))
+  (ref_loss, ref_grads), (fast_loss_value, fast_grads) = results
+  np.testing.assert_allclose(fast_loss_value, ref_loss, rtol=1e-6)
+  for ref, fast in zip(ref_grads, fast_grads):
+    np.testing.assert_allclose(tf.convert_to_tensor(fast), tf.convert_to_tensor(ref),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_training_step_traces_once_over_many_calls():
+  config = load_config("default", "smoke")
+  splits = data.make_splits(config.data)
+  trainer = train.build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
+  for n in (1, 7, 3, 16, 1, 5):
+    trainer.train_steps(tf.constant(n, tf.int32))
+  assert trainer.train_steps.experimental_get_tracing_count() == 1
+  assert int(trainer.step_counter.numpy()) == 33
+
+
+def test_flops_per_step_of_the_paper_model():
+  config = load_config("default")
+  # 3 x 512 x (2 layers x 6 positions x 396,288 + 2 answer positions x 2 x 128 x 100)
+  assert bench.flops_per_step(config, 100, 512) == 3 * 512 * (2 * 6 * 396_288 + 2 * 2 * 128 * 100)
+
+
+def test_benchmark_runs_on_a_tiny_config_and_writes_json(tmp_path):
+  output = tmp_path / "bench.json"
+  result = subprocess.run(
+      [os.path.join(os.path.dirname(sys.executable), "grok-bench"),
+       "--config=configs/default.py:smoke", "--policies=float32,mixed_bfloat16",
+       "--windows=1", "--window_seconds=0.1", f"--output={output}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert result.returncode == 0, result.stderr
+  report = json.loads(output.read_text())
+  assert [r["policy"] for r in report["training"]] == ["float32", "mixed_bfloat16"]
+  for r in report["training"] + report["small_regime"]:
+    assert r["steps_per_second"] > 0 and r["traces"] == 1
+  assert all(0 < r["utilisation"] for r in report["training"])
+  assert report["evaluation"]["examples_per_second"] > 0
+  assert set(report["matmul_gflops"]) == {"float32", "bfloat16"}
+  assert "steps/s" in result.stdout
