@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
+from grok_tf import figures
 from grok_tf import logs  # pylint: disable=wrong-import-position
 from grok_tf import sweep  # pylint: disable=wrong-import-position
 
@@ -114,12 +115,7 @@ def plot_steps_to_99(rows: list, path: str, title: str = "") -> str:
   axis.grid(alpha=0.3, which="both")
   axis.legend(fontsize=8)
   axis.set_title(title)
-  figure.tight_layout()
-  tmp = path + ".tmp.png"
-  figure.savefig(tmp, dpi=120)
-  plt.close(figure)
-  os.replace(tmp, path)
-  return path
+  return figures.save_figure(figure, path, dpi=120)
 
 
 def aggregate(sweep_dir: str) -> tuple:

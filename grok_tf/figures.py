@@ -11,6 +11,16 @@ from grok_tf import logs  # pylint: disable=wrong-import-position
 CURVE_FILENAME = "curves.png"
 
 
+def save_figure(figure, path: str, dpi: int = 120) -> str:
+  """Lays out `figure`, writes it to `path` as PNG atomically, closes it; returns `path`."""
+  figure.tight_layout()
+  tmp = path + ".tmp.png"
+  figure.savefig(tmp, dpi=dpi)
+  plt.close(figure)
+  os.replace(tmp, path)
+  return path
+
+
 def mark_99(axis, rows) -> None:
   """Dotted vertical lines where train and validation accuracy first reach 99%."""
   for tag, color in (("train/accuracy", "tab:blue"), ("validation/accuracy", "tab:red")):
@@ -41,12 +51,7 @@ def plot_curves(rows: list, path: str, title: str = "") -> str:
   loss_axis.set_ylabel("loss")
   loss_axis.set_yscale("log")
   loss_axis.set_xlabel("optimization step")
-  figure.tight_layout()
-  tmp = path + ".tmp.png"
-  figure.savefig(tmp, dpi=120)
-  plt.close(figure)
-  os.replace(tmp, path)
-  return path
+  return save_figure(figure, path)
 
 
 def plot_run(workdir: str, path: str = None) -> str:

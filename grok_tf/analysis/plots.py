@@ -1,12 +1,12 @@
 """Figures of the analysis: AGOP heatmaps and the stacked measures-against-steps figure."""
 
-import os
 
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from grok_tf import figures
 from grok_tf import logs  # pylint: disable=wrong-import-position
 from grok_tf.analysis import spectra  # pylint: disable=wrong-import-position
 
@@ -61,12 +61,7 @@ def save_heatmaps(images: dict, path: str) -> str:
     axis.set_xticks([])
     axis.set_yticks([])
   figure.suptitle("G_tok^(1/2), diagonal zeroed (rows/cols: x then y)")
-  figure.tight_layout()
-  tmp = path + ".tmp.png"
-  figure.savefig(tmp, dpi=100)
-  plt.close(figure)
-  os.replace(tmp, path)
-  return path
+  return figures.save_figure(figure, path, dpi=100)
 
 
 def plot_analysis(rows: list, metric_rows: list, path: str, title: str = "") -> str:
@@ -105,9 +100,4 @@ def plot_analysis(rows: list, metric_rows: list, path: str, title: str = "") -> 
       axis.axvline(jump, color="black", linestyle="--", linewidth=1)
   axes[-1].set_xlabel("optimization step (symlog)"
                       + (f"; dashed: validation accuracy >= 99% at step {jump}" if jump else ""))
-  figure.tight_layout()
-  tmp = path + ".tmp.png"
-  figure.savefig(tmp, dpi=100)
-  plt.close(figure)
-  os.replace(tmp, path)
-  return path
+  return figures.save_figure(figure, path, dpi=100)
