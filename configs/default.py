@@ -94,6 +94,10 @@ def get_config(arg=None):
   config.eval.points_per_decade = 20
   # Examples per evaluation forward pass.
   config.eval.batch_size = 2048
+  # Also log the analysis measures that need no data at every evaluation: the Gini
+  # coefficient of the residue embeddings' Fourier norms (x+y, x-y, x*y, x/y) and the sum
+  # of squared weights (`progress/...` tags). The full analysis is `grok-analyze`.
+  config.eval.progress_measures = False
 
   config.checkpoint = ml_collections.ConfigDict()
   # Updates between rolling checkpoints for resuming (the series at step 0 and every

@@ -25,6 +25,7 @@ from grok_tf import optim
 from grok_tf import figures
 from grok_tf import validation
 from grok_tf import workdirs
+from grok_tf.analysis import fourier
 
 # Exit codes of `grok-train`, for launch scripts.
 EXIT_BAD_INPUT = cli.EXIT_BAD_INPUT
@@ -211,6 +212,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       row = {"step": step, **dict(evaluator.run(sets)), **step_stats}
       row["optim/learning_rate"] = float(optimizer.learning_rate)
       row.update(weight_norms(model))
+      if config.eval.progress_measures:
+        row.update(fourier.progress_measures(model, config.data.operation, config.data.modulus))
       if not all(math.isfinite(v) for v in row.values()):
         raise NumericalFault(f"non-finite metrics at step {step}: "
                              f"{[k for k, v in row.items() if not math.isfinite(v)]}")

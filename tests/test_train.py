@@ -120,3 +120,17 @@ def test_grok_plot_draws_any_workdir(smoke_run, tmp_path):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output) > 10_000
+
+
+def test_progress_measures_during_training(tmp_path):
+  from grok_tf import train  # pylint: disable=import-outside-toplevel
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  config = load_config("default", "smoke")
+  config.train.num_steps = 8
+  config.eval.progress_measures = True
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  rows = logs.read_rows(os.path.join(workdir, "metrics.jsonl"))
+  assert all(0 <= row["progress/fourier_gini"] < 1 for row in rows)
+  squared = [row["progress/sum_squared_weights"] for row in rows]
+  assert squared[0] > 0 and squared[-1] != squared[0]

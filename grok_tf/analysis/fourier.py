@@ -7,6 +7,8 @@ where multiplication becomes addition). m below is the number of indexed residue
 
 import numpy as np
 
+from grok_tf.analysis import circulant
+
 # Operations with a known "combined" index: z is a function of (i + sign * j) mod m, where i, j
 # index x, y in `circulant.element_order`.
 COMBINATION_SIGN = {"x+y": 1, "x-y": -1, "x*y": 1, "x/y": -1}
@@ -105,3 +107,16 @@ def restricted_and_excluded_loss(logits, targets, train_mask, keys, sign: int) -
   return {"fourier/loss": _cross_entropy(logits, targets),
           "fourier/restricted_loss": _cross_entropy(restricted, targets),
           "fourier/excluded_loss": _cross_entropy(excluded[train_mask], targets[train_mask])}
+
+
+def progress_measures(model, operation: str, modulus: int) -> dict:
+  """The measures cheap enough for every evaluation during training (no data needed):
+  the Gini coefficient of the residue embeddings' Fourier norms (modular operations, in the
+  element order of `circulant.element_order`) and the sum of squared weights."""
+  measures = {"progress/sum_squared_weights": float(
+      sum(np.sum(np.square(v.numpy(), dtype=np.float64)) for v in model.trainable_variables))}
+  if operation in COMBINATION_SIGN:
+    order = circulant.element_order(operation, modulus)
+    embeddings = model.embedding.embeddings.numpy()[order]
+    measures["progress/fourier_gini"] = gini(frequency_norms(embeddings))
+  return measures
