@@ -6,7 +6,6 @@ Writes RUN/analysis/ (see `grok_tf.analysis.runner`). Exit codes: 0 done, 2 bad 
 """
 
 import os
-import sys
 
 import tensorflow as tf
 from absl import app
@@ -44,7 +43,7 @@ def main(argv, holders):
 
 def run(argv=None):
   """Console-script entry point: every bad flag or config file is one line and exit 2."""
-  argv = list(sys.argv if argv is None else argv)
+  argv = cli.command_argv("grok-analyze", argv)
   holders = cli.call_or_fail(_define_flags, argv)
   app.run(lambda argv: main(argv, holders), argv=argv,
           flags_parser=cli.flags_parser(lambda: holders["config"].value.to_dict()))

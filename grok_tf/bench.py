@@ -13,7 +13,6 @@ It also times full-set evaluation and the small regime where per-step overhead d
 
 import json
 import statistics
-import sys
 import time
 
 import keras
@@ -210,7 +209,7 @@ def main(argv, holders):
 
 
 def run(argv=None):
-  argv = list(sys.argv if argv is None else argv)
+  argv = cli.command_argv("grok-bench", argv)
   holders = cli.call_or_fail(_define_flags, argv)
   app.run(lambda argv: main(argv, holders), argv=argv,
           flags_parser=cli.flags_parser(lambda: holders["config"].value))

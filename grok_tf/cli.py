@@ -29,6 +29,12 @@ def one_line(error: BaseException, argv) -> str:
   return f"{culprit}: {message}" if culprit else message
 
 
+def command_argv(command: str, argv=None) -> list:
+  """argv (default sys.argv) with argv[0] replaced by the command's name, e.g. "grok-train",
+  so messages name the command however it was started (console script or `python -m`)."""
+  return [command] + list(sys.argv[1:] if argv is None else argv[1:])
+
+
 def fail(argv, message: str):
   """Prints `<command>: error: <message>` to stderr and exits with EXIT_BAD_INPUT."""
   print(f"{os.path.basename(argv[0])}: error: {message}", file=sys.stderr)

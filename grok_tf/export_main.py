@@ -51,9 +51,9 @@ def main(argv):
         + f"; solve accuracy on the full table: {accuracy:.4f}", flush=True)
 
 
-def run():
+def run(argv=None):
   """Console-script entry point."""
-  app.run(main, flags_parser=cli.flags_parser())
+  app.run(main, argv=cli.command_argv("grok-export", argv), flags_parser=cli.flags_parser())
 
 
 if __name__ == "__main__":

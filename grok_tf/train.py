@@ -340,7 +340,7 @@ def main(argv, holders):
 
 def run(argv=None):
   """Console-script entry point: every bad flag or config file is one line and exit 2."""
-  argv = list(sys.argv if argv is None else argv)
+  argv = cli.command_argv("grok-train", argv)
   holders = cli.call_or_fail(_define_flags, argv)
   app.run(lambda argv: main(argv, holders), argv=argv,
           flags_parser=cli.flags_parser(lambda: resolved_config(holders)))
