@@ -190,8 +190,3 @@ class BatchStream:
     window = order[start % n:start % n + self.batch_size]
     return tf.gather(self.tokens, window)
 
-
-def evaluation_dataset(tokens: np.ndarray, batch_size_: int) -> tf.data.Dataset:
-  """Full-set evaluation batches: (<=batch_size, 7) int32, in table order."""
-  return tf.data.Dataset.from_tensor_slices(tokens).batch(batch_size_)
-

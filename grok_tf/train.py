@@ -259,18 +259,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     # Summary and the grokking curve.
     rows = metric_log.rows
+    seconds_at = {t["step"]: t["elapsed_seconds"] for t in metric_log.timing}
+    step_validation_99 = logs.first_step_reaching(rows, "validation/accuracy")
     summary = {
         "final_step": step,
         "stopped_early": bool(stopped_early),
         "step_train_99": logs.first_step_reaching(rows, "train/accuracy"),
-        "step_validation_99": logs.first_step_reaching(rows, "validation/accuracy"),
+        "step_validation_99": step_validation_99,
+        "seconds_to_validation_99": seconds_at.get(step_validation_99),
         "final_train_accuracy": rows[-1]["train/accuracy"],
         "final_validation_accuracy": rows[-1]["validation/accuracy"],
         "best_validation_accuracy": max(r["validation/accuracy"] for r in rows),
         "elapsed_seconds": metric_log.elapsed_seconds,
-        "seconds_to_validation_99": next(
-            (t["elapsed_seconds"] for t in metric_log.timing
-             if t["step"] == logs.first_step_reaching(rows, "validation/accuracy")), None),
     }
     logs.write_atomically(os.path.join(workdir, "summary.json"),
                           json.dumps(summary, indent=2) + "\n")
