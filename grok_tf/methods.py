@@ -30,6 +30,7 @@ class EmaFilter(tf.Module):
   """Grokfast-EMA: mu <- alpha * mu + (1 - alpha) * g; returns g + lambda * mu.
 
   As in the reference implementation, the average starts at the first gradient (mu_0 = g_0).
+  A step with a non-finite gradient (a skipped mixed_float16 step) leaves the state unchanged.
 
   Args:
     variables: the trained variables; one average of each variable's shape is kept.
@@ -48,13 +49,14 @@ class EmaFilter(tf.Module):
   def apply(self, gradients):
     """Filters one step's gradients (a list matching `variables`); returns the new list."""
     first = tf.equal(self.count, 0)
+    finite = _all_finite(gradients)
     filtered = []
     for average, gradient in zip(self.averages, gradients):
       updated = tf.where(first, gradient,
                          self.alpha * average + (1.0 - self.alpha) * gradient)
-      average.assign(updated)
+      average.assign(tf.where(finite, updated, average))
       filtered.append(gradient + self.lamb * updated)
-    self.count.assign_add(1)
+    self.count.assign_add(tf.cast(finite, tf.int64))
     return filtered
 
 
@@ -63,6 +65,7 @@ class MovingAverageFilter(tf.Module):
   have been seen, and g unchanged before that (the reference's warm-up).
 
   The last gradients live in a ring buffer of shape (window, *variable shape) per variable.
+  A step with a non-finite gradient (a skipped mixed_float16 step) leaves the state unchanged.
 
   Args:
     variables: the trained variables.
@@ -82,13 +85,20 @@ class MovingAverageFilter(tf.Module):
     """Filters one step's gradients (a list matching `variables`); returns the new list."""
     slot = self.count % self.window
     full = self.count + 1 >= self.window
+    finite = _all_finite(gradients)
     filtered = []
     for buffer, gradient in zip(self.buffers, gradients):
-      buffer.scatter_nd_update(tf.reshape(slot, [1, 1]), gradient[tf.newaxis])
+      kept = tf.where(finite, gradient, tf.gather(buffer, slot))
+      buffer.scatter_nd_update(tf.reshape(slot, [1, 1]), kept[tf.newaxis])
       mean = tf.reduce_mean(buffer, axis=0)  # (*variable shape)
       filtered.append(tf.where(full, gradient + self.lamb * mean, gradient))
-    self.count.assign_add(1)
+    self.count.assign_add(tf.cast(finite, tf.int64))
     return filtered
+
+
+def _all_finite(tensors):
+  """Scalar bool: no NaN or Inf in any of `tensors`."""
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
 def orthogonalize(gradients, variables, epsilon: float = 1e-30):

@@ -56,6 +56,20 @@ def test_moving_average_filter_waits_for_a_full_window_then_averages_it():
   np.testing.assert_allclose(out3[1], [[6 + 3 * (0 + 6) / 2], [2 + 3 * (-4 + 2) / 2]])
 
 
+@pytest.mark.parametrize("make", [lambda v: methods.EmaFilter(v, alpha=0.5, lamb=2.0),
+                                  lambda v: methods.MovingAverageFilter(v, window=2, lamb=3.0)])
+def test_a_non_finite_gradient_leaves_the_filter_state_unchanged(make):
+  """A mixed_float16 step skipped for overflow must not poison the filter."""
+  steps = _gradient_steps()
+  clean, poisoned = make(_variables()), make(_variables())
+  clean.apply(steps[0])
+  poisoned.apply(steps[0])
+  poisoned.apply([tf.constant([np.inf, 0.0]), tf.constant([[np.nan], [1.0]])])
+  for a, b in zip(clean.apply(steps[1]), poisoned.apply(steps[1])):
+    np.testing.assert_array_equal(a, b)
+  assert int(clean.count) == int(poisoned.count) == 2
+
+
 def test_stablemax_by_hand_sums_to_one_and_keeps_the_softmax_order():
   logits = tf.constant([[[2.0, 0.0, -1.0, 0.5]]])  # (1, 1, 4)
   s = np.array([3.0, 1.0, 0.5, 1.5])  # x + 1 for x >= 0, 1 / (1 - x) below
