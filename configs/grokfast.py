@@ -18,12 +18,12 @@ Measured here (seed 0, float32, shared 2-core CPU), steps to 99% train / validat
   ma    not measured (time)
 So with the paper's weight decay 1 the published speed-up does not carry over: our baseline
 already groks in a few thousand updates (the published baseline needed ~40,000), and the
-filter's extra ~50-update memory makes AdamW overshoot. The same holds on configs/tiny.py at its lr 3e-3 (EMA: train 99% at step 1,350, validation never 99%
-in 3,000; without: 1,050). At Grokfast's own learning rate 1e-3, tiny with EMA reaches 99%
-validation at step 2,200 and without it not within 4,000 updates (best 0.89, with a dip of
-train accuracy to 0.37 near step 3,100): the published effect on a small instance. The
-"tiny_" arguments give that setting (configs/tiny.py at lr 1e-3, 3,000 updates);
-tests/test_methods.py checks it.
+filter's extra ~50-update memory makes AdamW overshoot. The same holds on configs/tiny.py at
+its lr 3e-3 (EMA: train 99% at step 1,350, validation never 99% in 3,000; without: 1,050). At
+Grokfast's own learning rate 1e-3, tiny with EMA reaches 99% validation at step 2,200 and
+without it not within 4,000 updates (best 0.89, with a dip of train accuracy to 0.37 near step
+3,100): the published effect on a small instance. The "tiny_" arguments give that setting
+(configs/tiny.py at lr 1e-3, 3,000 updates); tests/test_methods.py checks it.
 
 Command:
   grok-train --config=configs/grokfast.py:ema --workdir=runs/grokfast-ema
