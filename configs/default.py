@@ -69,6 +69,27 @@ def get_config(arg=None):
   config.optim.batch_size = 512
   # Use the whole training set as every batch instead.
   config.optim.full_batch = False
+  # Training loss: "softmax" cross-entropy (the paper) or "stablemax" (Prieto et al. 2025).
+  config.optim.loss = "softmax"
+
+  # Interventions beyond the paper's recipe (grok_tf/methods.py), all off by default.
+  config.methods = ml_collections.ConfigDict()
+  # Grokfast gradient filter before AdamW: "none", "ema" or "ma" (moving average).
+  config.methods.grokfast = "none"
+  # Grokfast-EMA momentum alpha: mu <- alpha * mu + (1 - alpha) * g.
+  config.methods.grokfast_alpha = 0.98
+  # Grokfast amplification lambda: g_hat = g + lambda * filtered g (paper: 2 EMA, 5 MA).
+  config.methods.grokfast_lambda = 2.0
+  # Grokfast-MA window: number of most recent gradients averaged (updates).
+  config.methods.grokfast_window = 100
+  # OrthoGrad: remove each weight tensor's gradient component along the weights, keep norm.
+  config.methods.orthograd = False
+  # Paper ablation: after each update w <- w + lr * N(0, std^2) (noise on the update
+  # direction, relative to Adam's unit-scale step); 0 disables.
+  config.methods.update_noise_std = 0.0
+  # Paper ablation: Gaussian weight noise std in the training forward pass (paper: 0.01);
+  # the gradient at the noisy weights updates the clean ones; 0 disables.
+  config.methods.weight_noise_std = 0.0
 
   config.train = ml_collections.ConfigDict()
   # Budget of optimizer updates (the paper: 1e5).

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from grok_tf import losses
+from grok_tf import methods
 
 
 def evaluation_steps(num_steps: int, every_steps: int, per_decade: int) -> list:
@@ -24,7 +25,8 @@ def evaluation_steps(num_steps: int, every_steps: int, per_decade: int) -> list:
 
 
 class Evaluator:
-  """Loss and accuracy of a model on a whole set of equations, in one graph call.
+  """Loss, accuracy and softmax-collapse fraction of a model on a whole set of equations, in
+  one graph call.
 
   Args:
     model: a `Transformer`.
@@ -41,17 +43,20 @@ class Evaluator:
     self._padded = {}
 
   def _sums_impl(self, batches, mask):
-    """(num_batches, batch, 7) tokens, (num_batches, batch) 0/1 mask -> (loss sum, #correct)."""
-    def body(i, loss_sum, num_correct):
+    """(num_batches, batch, 7) tokens, (num_batches, batch) 0/1 mask -> (loss sum, #correct,
+    #collapsed)."""
+    def body(i, loss_sum, num_correct, num_collapsed):
       inputs, targets = losses.answer_targets(batches[i])
       logits = self.model.answer_logits(inputs, training=False)
       loss_sum += tf.reduce_sum(self.loss_fn(logits, targets) * mask[i])
       num_correct += tf.reduce_sum(tf.cast(losses.correct(logits, targets), tf.float32) * mask[i])
-      return i + 1, loss_sum, num_correct
-    _, loss_sum, num_correct = tf.while_loop(
+      num_collapsed += tf.reduce_sum(
+          tf.cast(methods.softmax_collapse(logits), tf.float32) * mask[i])
+      return i + 1, loss_sum, num_correct, num_collapsed
+    _, loss_sum, num_correct, num_collapsed = tf.while_loop(
         lambda i, *_: i < tf.shape(batches)[0], body,
-        (tf.constant(0), tf.constant(0.0), tf.constant(0.0)))
-    return loss_sum, num_correct
+        (tf.constant(0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)))
+    return loss_sum, num_correct, num_collapsed
 
   def _pad(self, name: str, tokens: np.ndarray):
     if name not in self._padded:
@@ -66,9 +71,11 @@ class Evaluator:
     return self._padded[name]
 
   def run(self, sets: dict):
-    """Yields (f"{name}/loss", value) and (f"{name}/accuracy", value) for each named set
-    of (num, 7) token arrays."""
+    """Yields (f"{name}/loss", value), (f"{name}/accuracy", value) and
+    (f"{name}/softmax_collapse", share of examples whose float32 softmax is exactly one-hot)
+    for each named set of (num, 7) token arrays."""
     for name, tokens in sets.items():
-      loss_sum, num_correct = self._sums(*self._pad(name, tokens))
+      loss_sum, num_correct, num_collapsed = self._sums(*self._pad(name, tokens))
       yield f"{name}/loss", float(loss_sum) / len(tokens)
       yield f"{name}/accuracy", float(num_correct) / len(tokens)
+      yield f"{name}/softmax_collapse", float(num_collapsed) / len(tokens)

@@ -20,6 +20,7 @@ from grok_tf import data
 from grok_tf import evaluation
 from grok_tf import logs
 from grok_tf import losses
+from grok_tf import methods
 from grok_tf import model as model_lib
 from grok_tf import optim
 from grok_tf import figures
@@ -69,11 +70,14 @@ class StopSignals:
       signal.signal(s, handler)
 
 
-def make_train_steps(model, optimizer, stream, config, step_counter, initial_weights):
+def make_train_steps(model, optimizer, stream, config, step_counter, initial_weights,
+                     hooks=None):
   """The compiled training loop body: `train_steps(n)` runs n updates in one graph call.
 
   Each update reads batch `step_counter` from `stream`, computes the answer-token loss in
   float32, and applies AdamW (plus decay toward `initial_weights` when configured).
+  `hooks` (a `methods.MethodHooks`, built from `config.methods` if None) adds the configured
+  weight noise, gradient filters and update noise; with every method off it adds nothing.
 
   Returns:
     A `tf.function` from an int32 scalar n to (last batch loss, last gradient norm).
@@ -82,16 +86,22 @@ def make_train_steps(model, optimizer, stream, config, step_counter, initial_wei
   loss_scaling = config.train.dtype_policy == "mixed_float16"
   decay_to_init = config.optim.weight_decay_target == "init" and config.optim.weight_decay > 0
   inner_optimizer = optimizer.inner_optimizer if loss_scaling else optimizer
+  if hooks is None:
+    hooks = methods.MethodHooks(config.methods, variables, config.seed)
+  loss_fn = losses.LOSSES[config.optim.loss]
 
   def one_step():
     inputs, targets = losses.answer_targets(stream.batch(step_counter))
+    clean_weights = hooks.perturb_weights(step_counter)  # weight noise (None when off)
     with tf.GradientTape() as tape:
       logits = model.answer_logits(inputs, training=True)  # (batch, 2, vocab) float32
-      loss = tf.reduce_mean(losses.cross_entropy(logits, targets))
+      loss = tf.reduce_mean(loss_fn(logits, targets))
       scaled_loss = optimizer.scale_loss(loss) if loss_scaling else loss
     gradients = tape.gradient(scaled_loss, variables)
+    hooks.restore_weights(clean_weights)
     if loss_scaling:
       gradients = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in gradients]
+    gradients = hooks.transform_gradients(gradients)  # Grokfast, OrthoGrad
     if decay_to_init:
       rate = inner_optimizer.learning_rate * config.optim.weight_decay
       optim.decay_toward(variables, initial_weights, rate)
@@ -100,6 +110,7 @@ def make_train_steps(model, optimizer, stream, config, step_counter, initial_wei
                       variables)
     else:
       optimizer.apply(gradients, variables)
+    hooks.add_update_noise(step_counter, inner_optimizer.learning_rate)
     step_counter.assign_add(1)
     return loss, tf.linalg.global_norm(gradients)
 
@@ -143,6 +154,7 @@ class Trainer:
   random_states: list  # dropout seed-generator states
   train_steps: object  # tf.function: int32 n -> (last batch loss, last gradient norm)
   batch_size: int
+  method_state: dict  # {name: trackable} of config.methods (Grokfast filter state)
 
 
 def build_trainer(config, train_tokens, vocabulary_size: int) -> Trainer:
@@ -157,10 +169,11 @@ def build_trainer(config, train_tokens, vocabulary_size: int) -> Trainer:
   initial_weights = [tf.Variable(v, trainable=False) for v in model.trainable_variables]
   step_counter = tf.Variable(0, dtype=tf.int64, trainable=False)
   random_states = [v for v in model.variables if "seed_generator" in v.path]
+  hooks = methods.MethodHooks(config.methods, model.trainable_variables, config.seed)
   train_steps = make_train_steps(model, optimizer, stream, config, step_counter,
-                                 initial_weights)
+                                 initial_weights, hooks)
   return Trainer(model, optimizer, step_counter, initial_weights, random_states, train_steps,
-                 batch_size)
+                 batch_size, hooks.state)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -191,7 +204,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"), model,
                                     optimizer=optimizer, step=step_counter,
                                     initial_weights=trainer.initial_weights,
-                                    random_states=trainer.random_states)
+                                    random_states=trainer.random_states,
+                                    **trainer.method_state)
     restored = ckpts.restore_latest()
     step = int(step_counter.numpy())
     if restored:

@@ -8,6 +8,8 @@ DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 ACTIVATIONS = ("relu", "gelu")
 WEIGHT_DECAY_TARGETS = ("zero", "init")
 SCHEDULES = ("constant", "cosine")
+LOSSES = ("softmax", "stablemax")
+GROKFAST_FILTERS = ("none", "ema", "ma")
 
 
 class ConfigError(ValueError):
@@ -48,6 +50,15 @@ _RULES = [
     ("optim.warmup_steps", _non_negative, "an integer >= 0"),
     ("optim.schedule", *_one_of(SCHEDULES)),
     ("optim.batch_size", _positive, "an integer > 0"),
+    ("optim.loss", *_one_of(LOSSES)),
+    ("methods.grokfast", *_one_of(GROKFAST_FILTERS)),
+    ("methods.grokfast_alpha", lambda v: _non_negative(v) and v < 1, "a number in [0, 1)"),
+    ("methods.grokfast_lambda", _non_negative, "a number >= 0"),
+    ("methods.grokfast_window", lambda v: isinstance(v, int) and not isinstance(v, bool)
+     and v > 0, "an integer > 0"),
+    ("methods.orthograd", lambda v: isinstance(v, bool), "True or False"),
+    ("methods.update_noise_std", _non_negative, "a number >= 0"),
+    ("methods.weight_noise_std", _non_negative, "a number >= 0"),
     ("train.num_steps", _positive, "an integer > 0"),
     ("train.dtype_policy", *_one_of(DTYPE_POLICIES)),
     ("train.steps_per_call", _positive, "an integer > 0"),
