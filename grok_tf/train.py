@@ -18,12 +18,12 @@ from grok_tf import checkpoints
 from grok_tf import cli
 from grok_tf import data
 from grok_tf import evaluation
+from grok_tf import figures
 from grok_tf import logs
 from grok_tf import losses
 from grok_tf import methods
 from grok_tf import model as model_lib
 from grok_tf import optim
-from grok_tf import figures
 from grok_tf import validation
 from grok_tf import workdirs
 from grok_tf.analysis import fourier
