@@ -11,8 +11,8 @@ Command:
   grok-train                                     # same as --config=configs/default.py
   grok-train --config=configs/default.py:smoke   # a 1-layer model on x+y mod 23, seconds
 
-Expected on a 2-core CPU (float32): 99% validation accuracy near step 1,500-4,000, a few
-minutes of wall time. See README "Measured" for the numbers of this version.
+Expected on a 2-core CPU (float32, seed 0, measured): training accuracy >= 99% at step 562,
+validation accuracy >= 99% at step 3,400 after 215 s; early stop at step 3,700 (230 s).
 """
 
 import ml_collections
