@@ -153,7 +153,8 @@ def format_report(report: dict) -> str:
   lines = [f"model: {config['num_layers']} layers, width {config['width']}, "
            f"{config['operation']} mod {config['modulus']}, batch {config['batch_size']}",
            "matmul throughput at the model's shapes: " + ", ".join(
-               f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in report["matmul_gflops"].items()),
+               f"{dtype} {gflops:.0f} GFLOP/s"
+               for dtype, gflops in report["matmul_gflops"].items()),
            f"{'policy':<16}{'xla':<6}{'steps/s':>9}{'examples/s':>12}{'GFLOP/step':>12}"
            f"{'GFLOP/s':>9}{'util':>7}"]
   for r in report["training"]:

@@ -49,13 +49,14 @@ def call_or_fail(fn, argv):
     fail(argv, one_line(error, argv))
 
 
-def flags_parser(after_parse=lambda: None):
-  """An absl `flags_parser` that reports bad flags, stray arguments and any error raised by
+def flags_parser(after_parse=lambda: None, allow_arguments=False):
+  """An absl `flags_parser` that reports bad flags, stray arguments (unless
+  `allow_arguments`, e.g. for arguments passed through after `--`) and any error raised by
   `after_parse()` (e.g. loading the config file) as one line with exit code 2."""
   def parse(argv):
     remaining = call_or_fail(lambda: flags.FLAGS(argv), argv)
     call_or_fail(after_parse, argv)
-    if len(remaining) > 1:
+    if len(remaining) > 1 and not allow_arguments:
       fail(argv, f"unexpected arguments: {' '.join(remaining[1:])}; flags take the form "
                  f"--name=value")
     return remaining

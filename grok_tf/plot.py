@@ -1,10 +1,9 @@
 """`grok-plot`: the grokking curve of any workdir, finished or still training."""
 
-import sys
-
 from absl import app
 from absl import flags
 
+from grok_tf import cli
 from grok_tf import figures
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to plot.")
@@ -12,17 +11,16 @@ _OUTPUT = flags.DEFINE_string("output", None, "PNG path (default: <workdir>/curv
 
 
 def main(argv):
-  del argv
   try:
     print(figures.plot_run(_WORKDIR.value, _OUTPUT.value))
   except FileNotFoundError as error:
-    print(f"grok-plot: error: {error}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(argv, str(error))
 
 
-def run():
+def run(argv=None):
+  """Console-script entry point: bad input is one line and exit 2."""
   flags.mark_flag_as_required("workdir")
-  app.run(main)
+  app.run(main, argv=cli.command_argv("grok-plot", argv), flags_parser=cli.flags_parser())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from grok_tf import cli
 from grok_tf import sweep
 
 _SWEEP = config_flags.DEFINE_config_file(
@@ -100,33 +101,14 @@ def _main(argv):
   try:
     main(argv)
   except sweep.SweepError as error:
-    print(f"grok-sweep: error: {error}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(argv, str(error))
 
 
-def parse_flags(argv):
-  """Flag parsing where a bad flag or sweep config file is one line and exit code 2."""
-  try:
-    return flags.FLAGS(argv)
-  except Exception as error:  # pylint: disable=broad-except
-    print(f"grok-sweep: error: {_one_line(error)}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _one_line(error) -> str:
-  """The gist of a flag or config-file error: its first line plus, after a traceback, the
-  exception the config file raised."""
-  text = str(error).strip().strip("'").replace("\\n", "\n").replace("\\'", "'")
-  lines = [line.strip() for line in text.splitlines() if line.strip()] or [repr(error)]
-  if "Traceback (most recent call last):" in lines:
-    return f"{lines[0]} {lines[-1]}"
-  return "; ".join(lines)
-
-
-def run():
-  """Console-script entry point."""
+def run(argv=None):
+  """Console-script entry point: a bad flag or sweep config file is one line and exit 2."""
   flags.mark_flag_as_required("sweep")
-  app.run(_main, flags_parser=parse_flags)
+  app.run(_main, argv=cli.command_argv("grok-sweep", argv),
+          flags_parser=cli.flags_parser(allow_arguments=True))
 
 
 if __name__ == "__main__":
