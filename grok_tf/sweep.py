@@ -7,6 +7,9 @@ A sweep config (`configs/sweep_*.py`) is `get_config(arg)` returning a ConfigDic
   grid   a ConfigDict shaped like the run config whose leaves are tuples of values, e.g.
          grid.data.training_fraction = (0.1, 0.3); every combination is one point (first field
          outermost); seeds are a field like any other (grid.seed = (0, 1, 2)).
+  fixed  (optional) a ConfigDict shaped like the run config whose leaves are single values set
+         in every point, e.g. fixed.train.num_steps = 8000: the budget of a sweep, kept out
+         of the workdir names.
 
 `write_plan()` writes the sweep directory, the single source every launcher and the aggregation
 read:
@@ -73,6 +76,19 @@ def grid_fields(grid) -> list:
   return fields
 
 
+def fixed_fields(fixed) -> dict:
+  """{field path: value} of a sweep's `fixed` ConfigDict (None or empty: {})."""
+  if not fixed:
+    return {}
+  fields = {}
+  for path, values in grid_fields(fixed):
+    if len(values) != 1:
+      raise SweepError(f"sweep fixed field {path}: got {values}; allowed: a single value "
+                       f"(put fields with several values in the grid)")
+    fields[path] = values[0]
+  return fields
+
+
 def point_name(overrides: dict) -> str:
   """The readable workdir name of a point: `<field>-<value>` joined by "_".
 
@@ -106,7 +122,7 @@ def load_config_file(spec: str, directory: str):
   return config, path + (f":{arg}" if colon else "")
 
 
-def apply_overrides(config, overrides: dict):
+def apply_overrides(config, overrides: dict, kind: str = "grid"):
   """A copy of `config` with the fields of `overrides` set (type-checked by ConfigDict)."""
   config = ml_collections.ConfigDict(config.to_dict())
   for path, value in overrides.items():
@@ -115,11 +131,11 @@ def apply_overrides(config, overrides: dict):
     for section in sections:
       node = node.get(section) if isinstance(node, ml_collections.ConfigDict) else None
     if not isinstance(node, ml_collections.ConfigDict) or field not in node:
-      raise SweepError(f"sweep grid field {path}: not a field of the base config")
+      raise SweepError(f"sweep {kind} field {path}: not a field of the base config")
     try:
       node[field] = value
     except (TypeError, ValueError) as error:
-      raise SweepError(f"sweep grid field {path}={value!r}: {error}") from error
+      raise SweepError(f"sweep {kind} field {path}={value!r}: {error}") from error
   return config
 
 
@@ -170,10 +186,12 @@ def expand_sweep(sweep_config, sweep_config_path: str) -> dict:
                        f"(needs name, base, grid)")
   base_config, base_spec = load_config_file(sweep_config.base,
                                             os.path.dirname(sweep_config_path))
-  points = expand(base_config, sweep_config.grid)
+  fixed = fixed_fields(sweep_config.get("fixed"))
+  points = expand(apply_overrides(base_config, fixed, "fixed"), sweep_config.grid)
   return {
       "name": sweep_config.name,
       "base": base_spec,
+      "fixed": fixed,
       "grid": grid_fields(sweep_config.grid),
       "points": [{"index": p.index, "name": p.name, "workdir": os.path.join("runs", p.name),
                   "overrides": p.overrides, "config": p.config} for p in points],
@@ -208,7 +226,8 @@ def write_plan(sweep_dir: str, record: dict) -> None:
   for point in points_of(record):
     lines = [f"--config={record['base']}",
              f"--workdir={os.path.join(os.path.abspath(sweep_dir), 'runs', point.name)}"]
-    lines += [f"--config.{k}={flag_value(v)}" for k, v in point.overrides.items()]
+    overrides = {**record.get("fixed", {}), **point.overrides}
+    lines += [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
     logs.write_atomically(flags_path(sweep_dir, point.index), "\n".join(lines) + "\n")
   logs.write_atomically(os.path.join(sweep_dir, SWEEP_FILENAME),
                         json.dumps(record, indent=1) + "\n")
