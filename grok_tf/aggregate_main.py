@@ -1,8 +1,9 @@
-"""`grok-aggregate`: a sweep's table and steps-to-99% figure, finished or still running.
+"""`grok-aggregate`: a sweep's table and figures, finished or still running.
 
-  grok-aggregate --sweep_dir=sweeps/fraction
+  grok-aggregate --sweep_dir=sweeps/fraction [--output_dir=docs/figures/fraction]
 
-Writes <sweep_dir>/table.csv, table.md and steps_to_99.png, and prints the table.
+Writes table.csv, table.md, steps_to_99.png, curves.png and best_accuracy.png into the output
+directory (default: the sweep directory) and prints the table.
 """
 
 from absl import app
@@ -13,14 +14,16 @@ from grok_tf import cli
 from grok_tf import sweep
 
 _SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "Sweep directory written by grok-sweep.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
+                                  "Where the tables and figures go (default: --sweep_dir).")
 
 
 def main(argv):
   try:
-    _, markdown, figure = aggregate.aggregate(_SWEEP_DIR.value)
-  except sweep.SweepError as error:
+    _, markdown, paths = aggregate.aggregate(_SWEEP_DIR.value, _OUTPUT_DIR.value)
+  except (sweep.SweepError, OSError) as error:
     cli.fail(argv, str(error))
-  print(markdown + f"\nfigure: {figure}")
+  print(markdown + "\nfigures: " + " ".join(paths))
 
 
 def run(argv=None):

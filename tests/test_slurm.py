@@ -85,6 +85,68 @@ def test_fraction_and_weight_decay_grids():
   assert {p["config"]["data"]["operation"] for p in ablation["points"]} == {"x/y"}
 
 
+def test_replication_presets_fix_the_budget_outside_the_workdir_names(tmp_path):
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  from grok_tf import operations  # pylint: disable=import-outside-toplevel
+  configs = REPO / "configs"
+  fraction = sweep.expand_sweep(load_config("sweep_fraction", "cpu"),
+                                str(configs / "sweep_fraction.py"))
+  assert fraction["fixed"] == {"train.num_steps": 8000}
+  assert [p["config"]["data"]["training_fraction"] for p in fraction["points"][:5]] == [
+      0.3, 0.4, 0.5, 0.7, 0.9]
+  assert all(p["config"]["train"]["num_steps"] == 8000 for p in fraction["points"])
+  assert fraction["points"][0]["name"] == "operation-xplusy_training_fraction-0.3_seed-0"
+  sweep.write_plan(str(tmp_path), fraction)
+  assert (tmp_path / "flags" / "0.flags").read_text().splitlines()[2:] == [
+      "--config.train.num_steps=8000", "--config.data.operation=x+y",
+      "--config.data.training_fraction=0.3", "--config.seed=0"]
+
+  decay = sweep.expand_sweep(load_config("sweep_weight_decay", "cpu"),
+                             str(configs / "sweep_weight_decay.py"))
+  assert [(p["config"]["optim"]["weight_decay"], p["config"]["train"]["num_steps"],
+           p["config"]["train"]["early_stop_evals"]) for p in decay["points"]] == [
+               (0.0, 10_000, 0), (1.0, 10_000, 0)]
+
+  catalog = sweep.expand_sweep(load_config("sweep_operations"),
+                               str(configs / "sweep_operations.py"))
+  assert len(catalog["points"]) == 2 * len(operations.OPERATIONS)
+  assert {p["config"]["data"]["operation"] for p in catalog["points"]} == set(
+      operations.OPERATIONS)
+  assert {p["config"]["train"]["num_steps"] for p in catalog["points"]} == {2500}
+
+
+def test_fixed_fields_take_one_value_each():
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  fixed = ml_collections.ConfigDict({"train": {"num_steps": 100, "early_stop_evals": 0}})
+  assert sweep.fixed_fields(fixed) == {"train.num_steps": 100, "train.early_stop_evals": 0}
+  assert sweep.fixed_fields(None) == {}
+  fixed = ml_collections.ConfigDict({"train": {"num_steps": (100, 200)}})
+  with pytest.raises(sweep.SweepError, match="fixed field train.num_steps: .* a single value"):
+    sweep.fixed_fields(fixed)
+  base = ml_collections.ConfigDict({"train": {"num_steps": 1}})
+  with pytest.raises(sweep.SweepError, match="sweep fixed field train.nm_steps: not a field"):
+    sweep.apply_overrides(base, {"train.nm_steps": 3}, "fixed")
+
+
+def test_local_runs_share_the_cores(tmp_path, monkeypatch):
+  from conftest import load_config  # pylint: disable=import-outside-toplevel
+  program = tmp_path / "fake-grok-train"
+  program.write_text("#!/bin/sh\necho \"threads=$TF_NUM_INTRAOP_THREADS $1\"\n")
+  program.chmod(0o755)
+  sweep_dir = str(tmp_path / "sweep")
+  sweep.write_plan(sweep_dir, sweep.expand_sweep(load_config("sweep_fraction", "smoke"),
+                                                 str(REPO / "configs" / "sweep_fraction.py")))
+  monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+  codes = sweep.run_local(sweep_dir, [0, 1], 2, str(program), echo=lambda line: None)
+  assert codes == {0: 0, 1: 0}
+  share = max(1, os.cpu_count() // 2)
+  assert (tmp_path / "sweep" / "logs" / "1.out").read_text() == (
+      f"threads={share} --flagfile={sweep.flags_path(sweep_dir, 1)}\n")
+  monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")  # the user's choice wins
+  sweep.run_local(sweep_dir, [2], 2, str(program), echo=lambda line: None)
+  assert (tmp_path / "sweep" / "logs" / "2.out").read_text().startswith("threads=3 ")
+
+
 def test_flag_files_reproduce_the_point_configs(tmp_path):
   from conftest import load_config  # pylint: disable=import-outside-toplevel
   path = str(REPO / "configs" / "sweep_fraction.py")
@@ -129,19 +191,23 @@ def test_aggregate_reads_a_sweep_in_progress(tmp_path):
     workdir = tmp_path / "runs" / name
     workdir.mkdir(parents=True)
     (workdir / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "train/accuracy": t, "validation/accuracy": v}) + "\n"
+        json.dumps({"step": s, "train/accuracy": t, "validation/accuracy": v,
+                    "train/loss": 1 - t, "validation/loss": 1 - v}) + "\n"
         for s, (t, v) in accuracies.items() if s <= last_step))
   (tmp_path / "runs" / names[0] / "summary.json").write_text("{}")
 
-  rows, markdown, figure = aggregate.aggregate(str(tmp_path))
+  rows, markdown, figures = aggregate.aggregate(str(tmp_path))
   assert [r["status"] for r in rows] == ["done", "started", "pending"]
   assert [r["step_train_99"] for r in rows] == [16, 16, None]
   assert [r["step_validation_99"] for r in rows] == [48, None, None]
   assert [r["last_step"] for r in rows] == [64, 32, None]
   assert [r["final_validation_accuracy"] for r in rows] == [1.0, 0.8, None]
-  assert "| 1 | x+y | 0.5 | 0 | started | 32 | 64 | 16 | - | 1.0000 | 0.8000 |" in markdown
-  assert (tmp_path / "table.csv").read_text().splitlines()[3] == "2,x+y,0.7,0,pending,,64,,,,"
-  assert os.path.getsize(figure) > 10_000
+  assert [r["best_validation_accuracy"] for r in rows] == [1.0, 0.8, None]
+  assert "| 1 | x+y | 0.5 | 0 | started | 32 | 64 | 16 | - | 1.0000 | 0.8000 | 0.8000 |" in markdown
+  assert (tmp_path / "table.csv").read_text().splitlines()[3] == "2,x+y,0.7,0,pending,,64,,,,,"
+  assert [os.path.basename(f) for f in figures] == [
+      "steps_to_99.png", "curves.png", "best_accuracy.png"]
+  assert all(os.path.getsize(f) > 10_000 for f in figures)
   with pytest.raises(sweep.SweepError, match="no sweep.json"):
     aggregate.aggregate(str(tmp_path / "runs"))
 
@@ -235,12 +301,12 @@ def test_job_array_of_three_smoke_runs(slurm, tmp_path):
   wait_for(lambda: len(jobcomp_states(slurm, job_id)) == 3, 30, "the jobcomp log")
   assert jobcomp_states(slurm, job_id) == ["COMPLETED"] * 3
 
-  rows, markdown, figure = aggregate.aggregate(str(sweep_dir))
+  rows, markdown, figures = aggregate.aggregate(str(sweep_dir))
   assert len(rows) == 3 and [r["status"] for r in rows] == ["done"] * 3
   assert [r["data.training_fraction"] for r in rows] == [0.3, 0.5, 0.7]
   assert len((sweep_dir / "table.csv").read_text().splitlines()) == 1 + 3
   assert markdown.count("\n") == 2 + 3
-  assert os.path.getsize(figure) > 10_000
+  assert all(os.path.getsize(f) > 10_000 for f in figures)
 
   # A finished task is never launched again.
   again = grok_sweep(f"--sweep={REPO}/configs/sweep_fraction.py:smoke",
