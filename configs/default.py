@@ -99,6 +99,11 @@ def get_config(arg=None):
   # Most training updates per compiled call. Evaluations and checkpoints fall between
   # calls, and a stop signal is acted on at the end of the current call (~2 s here).
   config.train.steps_per_call = 25
+  # Each batch is cut into this many near-equal shards whose forward and backward passes run
+  # side by side, one core each, and whose gradients are summed: the same loss and
+  # gradients as one pass over the batch, up to float rounding. On this 2-core CPU 2 shards
+  # took the paper's step from 27 to 34 steps/s (float32); 1 is the plain one-pass step.
+  config.train.batch_shards = 2
   # Compile the training step with XLA.
   config.train.xla = False
   # TensorFlow op determinism: identical results for identical seeds.

@@ -132,9 +132,11 @@ def plot_steps_to_99(rows: list, path: str, title: str = "") -> str:
 
 
 def _label(row: dict, rows: list, skip=("seed",)) -> str:
-  """The grid values of `row` other than `skip`, e.g. "operation=x/y, weight_decay=0.0"."""
+  """The grid values of `row` that vary between rows, other than `skip`, e.g.
+  "operation=x/y, weight_decay=0.0"."""
   return ", ".join(f"{k.rpartition('.')[2]}={row[k]}" for k in _columns(rows)[1:]
-                   if k not in RESULT_COLUMNS and k not in skip)
+                   if k not in RESULT_COLUMNS and k not in skip
+                   and len({str(other[k]) for other in rows}) > 1)
 
 
 def plot_sweep_curves(rows: list, metrics_by_point: list, path: str, title: str = "") -> str:

@@ -25,6 +25,7 @@ from ml_collections import config_flags
 from grok_tf import cli
 from grok_tf import data
 from grok_tf import evaluation
+from grok_tf import threads
 from grok_tf import train
 from grok_tf import validation
 from grok_tf import workdirs
@@ -56,24 +57,29 @@ def _median_rate(run_once, units_per_run: float, windows: int, window_seconds: f
 
 
 def matmul_gflops(config, batch_size: int, dtype: str, windows: int, window_seconds: float):
-  """Median GFLOP/s of the model's two largest matmul shapes (feed-forward in and out,
-  (batch*seq, d) x (d, h) and (batch*seq, h) x (h, d)) in `dtype`, chained in one graph."""
+  """The machine's matmul GFLOP/s at the model's two largest shapes (feed-forward in and out,
+  (batch*seq, d) x (d, h) and (batch*seq, h) x (h, d)) in `dtype`: the better of one chain
+  of them and one independent chain per usable core run side by side, in one graph."""
   rows, d, h = batch_size * data.INPUT_LENGTH, config.model.width, config.model.hidden_width
   rng = np.random.default_rng(0)
-  x = tf.constant(rng.normal(size=(rows, d)), dtype)
   w_in = tf.constant(rng.normal(size=(d, h)) / np.sqrt(d), dtype)
   w_out = tf.constant(rng.normal(size=(h, d)) / np.sqrt(h), dtype)
   repeats = 20
 
   @tf.function
-  def chain(x):
+  def chains(xs):
     for _ in tf.range(repeats):
-      x = tf.matmul(tf.matmul(x, w_in), w_out)
-    return x
+      xs = [tf.matmul(tf.matmul(x, w_in), w_out) for x in xs]
+    return xs
 
-  chain(x).numpy()
-  flop = repeats * 2 * (2 * rows * d * h)
-  return _median_rate(lambda: chain(x).numpy(), flop / 1e9, windows, window_seconds)
+  rates = []
+  for num_chains in sorted({1, threads.usable_cores()}):
+    xs = [tf.constant(rng.normal(size=(rows, d)), dtype) for _ in range(num_chains)]
+    chains(xs)[0].numpy()
+    flop = num_chains * repeats * 2 * (2 * rows * d * h)
+    rates.append(_median_rate(lambda xs=xs: chains(xs)[0].numpy(), flop / 1e9, windows,
+                              window_seconds))
+  return max(rates)
 
 
 def time_training(config, splits, policy: str, xla: bool, windows: int,
@@ -101,7 +107,8 @@ def time_training(config, splits, policy: str, xla: bool, windows: int,
 def time_evaluation(config, splits, windows: int, window_seconds: float) -> dict:
   """Examples/s of full-set evaluation (train + validation) in the config's policy."""
   trainer = train.build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
-  evaluator = evaluation.Evaluator(trainer.model, config.eval.batch_size)
+  evaluator = evaluation.Evaluator(trainer.model, config.eval.batch_size,
+                                   shards=config.train.batch_shards)
   sets = {"train": splits.train_tokens, "validation": splits.validation_tokens}
   num_examples = sum(len(tokens) for tokens in sets.values())
   dict(evaluator.run(sets))  # trace
@@ -114,6 +121,7 @@ def run_benchmark(config, small_config, policies, xla_modes, windows=5,
                   window_seconds=2.0, log=lambda message: None) -> dict:
   """Every measurement of `grok-bench` as one JSON-ready dict; `log` hears each as it ends."""
   validation.check(config)
+  intra, inter = threads.configure(config.train.batch_shards)
   splits = data.make_splits(config.data)
   batch_size = data.batch_size(len(splits.train_tokens), config.optim.batch_size,
                                config.optim.full_batch)
@@ -138,7 +146,8 @@ def run_benchmark(config, small_config, policies, xla_modes, windows=5,
   return {
       "config": {"operation": config.data.operation, "modulus": config.data.modulus,
                  "num_layers": config.model.num_layers, "width": config.model.width,
-                 "batch_size": batch_size},
+                 "batch_size": batch_size, "batch_shards": config.train.batch_shards},
+      "threads": {"cores": threads.usable_cores(), "intra_op": intra, "inter_op": inter},
       "matmul_gflops": matmul,
       "training": results,
       "evaluation": time_evaluation(config, splits, windows, window_seconds),
@@ -151,7 +160,9 @@ def format_report(report: dict) -> str:
   """The human-readable table `grok-bench` prints."""
   config = report["config"]
   lines = [f"model: {config['num_layers']} layers, width {config['width']}, "
-           f"{config['operation']} mod {config['modulus']}, batch {config['batch_size']}",
+           f"{config['operation']} mod {config['modulus']}, batch {config['batch_size']} "
+           f"in {config['batch_shards']} shards; {report['threads']['cores']} cores, "
+           f"{report['threads']['intra_op']} threads per op (0: TensorFlow's default)",
            "matmul throughput at the model's shapes: " + ", ".join(
                f"{dtype} {gflops:.0f} GFLOP/s"
                for dtype, gflops in report["matmul_gflops"].items()),

@@ -151,6 +151,11 @@ def batch_size(train_size: int, max_batch_size: int, full_batch: bool) -> int:
   return train_size if full_batch else min(max_batch_size, math.ceil(train_size / 2))
 
 
+def shard_sizes(batch_size: int, num_shards: int) -> list:
+  """Sizes of `num_shards` near-equal consecutive shards of a batch: (10, 3) -> [4, 3, 3]."""
+  return [batch_size // num_shards + (i < batch_size % num_shards) for i in range(num_shards)]
+
+
 class BatchStream:
   """Training batches as a pure function of the step, computed in-graph.
 
@@ -188,5 +193,5 @@ class BatchStream:
     # Two consecutive permutations cover any window of B <= n positions.
     order = tf.concat([self._permutation(epoch), self._permutation(epoch + 1)], axis=0)
     window = order[start % n:start % n + self.batch_size]
-    return tf.gather(self.tokens, window)
+    return tf.ensure_shape(tf.gather(self.tokens, window), [self.batch_size, INPUT_LENGTH + 1])
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from grok_tf import data
 from grok_tf import losses
 from grok_tf import methods
 
@@ -30,14 +31,16 @@ class Evaluator:
 
   Args:
     model: a `Transformer`.
-    batch_size: examples per forward pass.
+    batch_size: examples per chunk of the set.
     loss_fn: `(logits (batch, 2, vocab), targets (batch, 2)) -> (batch,)` per-example loss.
+    shards: independent forward passes per chunk, run side by side on the CPU cores.
   """
 
-  def __init__(self, model, batch_size: int, loss_fn=losses.cross_entropy):
+  def __init__(self, model, batch_size: int, loss_fn=losses.cross_entropy, shards: int = 1):
     self.model = model
     self.batch_size = batch_size
     self.loss_fn = loss_fn
+    self.sizes = data.shard_sizes(batch_size, min(shards, batch_size))
     self._sums = tf.function(self._sums_impl, input_signature=[
         tf.TensorSpec([None, None, 7], tf.int32), tf.TensorSpec([None, None], tf.float32)])
     self._padded = {}
@@ -46,12 +49,14 @@ class Evaluator:
     """(num_batches, batch, 7) tokens, (num_batches, batch) 0/1 mask -> (loss sum, #correct,
     #collapsed)."""
     def body(i, loss_sum, num_correct, num_collapsed):
-      inputs, targets = losses.answer_targets(batches[i])
-      logits = self.model.answer_logits(inputs, training=False)
-      loss_sum += tf.reduce_sum(self.loss_fn(logits, targets) * mask[i])
-      num_correct += tf.reduce_sum(tf.cast(losses.correct(logits, targets), tf.float32) * mask[i])
-      num_collapsed += tf.reduce_sum(
-          tf.cast(methods.softmax_collapse(logits), tf.float32) * mask[i])
+      for tokens, weights in zip(tf.split(batches[i], self.sizes), tf.split(mask[i], self.sizes)):
+        inputs, targets = losses.answer_targets(tokens)
+        logits = self.model.answer_logits(inputs, training=False)
+        loss_sum += tf.reduce_sum(self.loss_fn(logits, targets) * weights)
+        num_correct += tf.reduce_sum(tf.cast(losses.correct(logits, targets), tf.float32)
+                                     * weights)
+        num_collapsed += tf.reduce_sum(
+            tf.cast(methods.softmax_collapse(logits), tf.float32) * weights)
       return i + 1, loss_sum, num_correct, num_collapsed
     _, loss_sum, num_correct, num_collapsed = tf.while_loop(
         lambda i, *_: i < tf.shape(batches)[0], body,

@@ -332,16 +332,17 @@ def run_local(sweep_dir: str, indices: list, parallel: int, grok_train: str,
 
   Output goes to logs/<index>.out (appended). On an exception (KeyboardInterrupt included)
   every running process is sent SIGTERM, checkpoints and exits 75: running again resumes.
-  Each process gets cpu_count // parallel intra-op threads unless TF_NUM_INTRAOP_THREADS is
-  set: two single-threaded runs of the paper's model made 2 x 17 steps/s on 2 cores here,
-  two two-threaded ones 2 x 15.
+  Each process gets cpu_count // parallel threads (TF_NUM_INTRAOP_THREADS and
+  TF_NUM_INTEROP_THREADS) unless those are set: two single-threaded runs of the paper's
+  model made 2 x 17 steps/s on 2 cores here, two two-threaded ones 2 x 15.
 
   Returns:
     {index: exit code}.
   """
   queue, running, codes = list(indices), {}, {}
   threads = str(max(1, (os.cpu_count() or 1) // parallel))
-  env = {"TF_NUM_INTRAOP_THREADS": threads, **os.environ, "PYTHONUNBUFFERED": "1"}
+  env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads, **os.environ,
+         "PYTHONUNBUFFERED": "1"}
   try:
     while queue or running:
       while queue and len(running) < parallel:

@@ -24,6 +24,7 @@ from grok_tf import losses
 from grok_tf import methods
 from grok_tf import model as model_lib
 from grok_tf import optim
+from grok_tf import threads
 from grok_tf import validation
 from grok_tf import workdirs
 from grok_tf.analysis import fourier
@@ -70,12 +71,51 @@ class StopSignals:
       signal.signal(s, handler)
 
 
+def batch_loss_and_gradients(model, loss_fn, inputs, targets, num_shards: int,
+                             scale_loss=None) -> tuple:
+  """A batch's mean training loss and its gradients, computed in `num_shards` shards.
+
+  Each near-equal shard has its own tape and contributes its loss sum / batch size, so the
+  shards' losses and gradients add up to those of one pass over the batch (to float
+  rounding). The shards do not depend on each other: TensorFlow's inter-op threads run them
+  side by side, one core each (see `grok_tf.threads`).
+
+  Args:
+    model: a `Transformer`.
+    loss_fn: `(logits (n, 2, vocab), targets (n, 2)) -> (n,)` per-example loss.
+    inputs: (batch, 6) int32 tokens with a static batch size; targets: (batch, 2) int32.
+    num_shards: 1 (one pass) .. batch.
+    scale_loss: loss scaling of mixed_float16 (None: none); the gradients are then those of
+      the scaled loss.
+
+  Returns:
+    (mean loss: float32 scalar, [gradient of each of model.trainable_variables]).
+  """
+  batch_size = inputs.shape[0]
+  variables = model.trainable_variables
+  shard_losses, shard_gradients = [], []
+  sizes = data.shard_sizes(batch_size, num_shards)
+  for shard_inputs, shard_targets in zip(tf.split(inputs, sizes), tf.split(targets, sizes)):
+    with tf.GradientTape() as tape:
+      logits = model.answer_logits(shard_inputs, training=True)  # (shard, 2, vocab) float32
+      loss = tf.reduce_sum(loss_fn(logits, shard_targets)) / batch_size
+      scaled_loss = scale_loss(loss) if scale_loss else loss
+    shard_losses.append(loss)
+    # Dense: the embedding gradient arrives as IndexedSlices with repeated rows, whose
+    # tf.linalg.global_norm would count each repeat apart (the table is small).
+    shard_gradients.append([tf.convert_to_tensor(g)
+                            for g in tape.gradient(scaled_loss, variables)])
+  return tf.add_n(shard_losses), [tf.add_n(list(shards)) for shards in zip(*shard_gradients)]
+
+
 def make_train_steps(model, optimizer, stream, config, step_counter, initial_weights,
                      hooks=None):
   """The compiled training loop body: `train_steps(n)` runs n updates in one graph call.
 
   Each update reads batch `step_counter` from `stream`, computes the answer-token loss in
-  float32, and applies AdamW (plus decay toward `initial_weights` when configured).
+  float32 (in `config.train.batch_shards` independent shards whose gradients are summed, so
+  that the shards run side by side on the CPU cores), and applies AdamW (plus decay toward
+  `initial_weights` when configured).
   `hooks` (a `methods.MethodHooks`, built from `config.methods` if None) adds the configured
   weight noise, gradient filters and update noise; with every method off it adds nothing.
 
@@ -89,15 +129,13 @@ def make_train_steps(model, optimizer, stream, config, step_counter, initial_wei
   if hooks is None:
     hooks = methods.MethodHooks(config.methods, variables, config.seed)
   loss_fn = losses.LOSSES[config.optim.loss]
+  scale_loss = optimizer.scale_loss if loss_scaling else None
 
   def one_step():
     inputs, targets = losses.answer_targets(stream.batch(step_counter))
     clean_weights = hooks.perturb_weights(step_counter)  # weight noise (None when off)
-    with tf.GradientTape() as tape:
-      logits = model.answer_logits(inputs, training=True)  # (batch, 2, vocab) float32
-      loss = tf.reduce_mean(loss_fn(logits, targets))
-      scaled_loss = optimizer.scale_loss(loss) if loss_scaling else loss
-    gradients = tape.gradient(scaled_loss, variables)
+    loss, gradients = batch_loss_and_gradients(model, loss_fn, inputs, targets,
+                                               config.train.batch_shards, scale_loss)
     hooks.restore_weights(clean_weights)
     if loss_scaling:
       gradients = [g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in gradients]
@@ -188,6 +226,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # Set-up: validate, claim the workdir, make every random choice reproducible.
     validation.check(config)
     workdirs.prepare(workdir, config)
+    intra_op, inter_op = threads.configure(config.train.batch_shards)
     keras.utils.set_random_seed(config.seed)
     if config.train.deterministic:
       tf.config.experimental.enable_op_determinism()
@@ -212,14 +251,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
       print(f"resumed from {restored} at step {step}", flush=True)
 
     # Evaluation.
-    evaluator = evaluation.Evaluator(model, config.eval.batch_size)
+    evaluator = evaluation.Evaluator(model, config.eval.batch_size,
+                                     shards=config.train.batch_shards)
     sets = {"train": splits.train_tokens, "validation": splits.validation_tokens}
     eval_steps = evaluation.evaluation_steps(config.train.num_steps, config.eval.every_steps,
                                              config.eval.points_per_decade)
     metric_log = logs.MetricLog(workdir, resume_step=step)
     progress = logs.Progress(config.train.num_steps)
-    print(f"workdir: {workdir}\nTensorBoard: tensorboard --logdir {metric_log.tensorboard_dir}",
-          flush=True)
+    print(f"workdir: {workdir}\nTensorBoard: tensorboard --logdir {metric_log.tensorboard_dir}"
+          f"\nCPU: {config.train.batch_shards} batch shards, {intra_op or 'default'} threads per "
+          f"op, {inter_op or 'default'} concurrent ops", flush=True)
     start_time = time.monotonic() - metric_log.elapsed_seconds
 
     def evaluate(step, step_stats):

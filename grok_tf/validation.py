@@ -62,6 +62,8 @@ _RULES = [
     ("train.num_steps", _positive, "an integer > 0"),
     ("train.dtype_policy", *_one_of(DTYPE_POLICIES)),
     ("train.steps_per_call", _positive, "an integer > 0"),
+    ("train.batch_shards", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+     "an integer > 0 (1: no sharding)"),
     ("train.early_stop_accuracy", lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
     ("train.early_stop_evals", _non_negative, "an integer >= 0 (0 disables early stopping)"),
     ("eval.every_steps", _positive, "an integer > 0"),
@@ -94,6 +96,10 @@ def check(config) -> None:
         f"data.training_fraction: got {config.data.training_fraction}, which leaves an empty "
         f"split of the {num_equations} equations; allowed: a fraction giving 1.."
         f"{num_equations - 1} training equations")
+  batch = data.batch_size(num_train, config.optim.batch_size, config.optim.full_batch)
+  if config.train.batch_shards > batch:
+    raise ConfigError(f"train.batch_shards: got {config.train.batch_shards}; allowed: 1.."
+                      f"{batch} (the batch size)")
   if config.data.label_noise_count > num_train:
     raise ConfigError(f"data.label_noise_count: got {config.data.label_noise_count}; allowed: "
                       f"0..{num_train} (the number of training equations)")

@@ -10,8 +10,10 @@ import tensorflow as tf
 
 from grok_tf import bench
 from grok_tf import data
+from grok_tf import evaluation
 from grok_tf import losses
 from grok_tf import model as model_lib
+from grok_tf import threads
 from grok_tf import train
 from conftest import REPO, load_config
 
@@ -75,3 +77,54 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_json(tmp_path):
   assert report["evaluation"]["examples_per_second"] > 0
   assert set(report["matmul_gflops"]) == {"float32", "bfloat16"}
   assert "steps/s" in result.stdout
+
+
+def test_sharded_batch_gives_the_one_pass_loss_and_gradients():
+  config = load_config("default", "smoke")
+  config.model.num_layers = 2
+  model = model_lib.build_model(config.model, vocabulary_size=26)
+  tokens = tf.constant(data.make_table("x+y", 23).tokens[:100])
+  inputs, targets = losses.answer_targets(tokens)
+  one_loss, one_grads = train.batch_loss_and_gradients(
+      model, losses.cross_entropy, inputs, targets, 1)
+  reference = tf.reduce_mean(losses.cross_entropy(model.answer_logits(inputs), targets))
+  np.testing.assert_allclose(one_loss, reference, rtol=1e-6)
+  for num_shards in (2, 3, 7):  # 100 = 34 + 33 + 33: uneven shards too
+    loss, grads = train.batch_loss_and_gradients(
+        model, losses.cross_entropy, inputs, targets, num_shards)
+    np.testing.assert_allclose(loss, one_loss, rtol=1e-6)
+    for one, sharded in zip(one_grads, grads):
+      np.testing.assert_allclose(sharded, one, rtol=1e-5, atol=1e-7)
+
+
+def test_sharded_training_and_evaluation_follow_the_one_pass_run():
+  config = load_config("default", "smoke")
+  splits = data.make_splits(config.data)
+  sets = {"train": splits.train_tokens, "validation": splits.validation_tokens}
+  results = []
+  for num_shards in (1, 3):
+    config.train.batch_shards = num_shards
+    tf.keras.utils.set_random_seed(0)
+    trainer = train.build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
+    first = [float(v) for v in trainer.train_steps(tf.constant(1, tf.int32))]
+    trainer.train_steps(tf.constant(20, tf.int32))
+    metrics = dict(evaluation.Evaluator(trainer.model, 100, shards=num_shards).run(sets))
+    results.append((first, metrics))
+  (one_first, one_metrics), (sharded_first, sharded_metrics) = results
+  np.testing.assert_allclose(sharded_first, one_first, rtol=1e-5)  # loss, gradient norm
+  assert sharded_metrics.keys() == one_metrics.keys()
+  for key, value in one_metrics.items():
+    np.testing.assert_allclose(sharded_metrics[key], value, rtol=1e-3, atol=1e-3, err_msg=key)
+
+
+def test_threads_follow_the_shards_in_a_fresh_process():
+  code = "from grok_tf import threads; print(*threads.configure(2), threads.usable_cores())"
+  env = {k: v for k, v in os.environ.items() if k not in threads.ENV_VARIABLES}
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=True)
+  intra, inter, cores = map(int, result.stdout.split())
+  assert (intra, inter) == (max(1, cores // 2), cores)
+  env["TF_NUM_INTRAOP_THREADS"] = "1"  # a choice made outside: left to TensorFlow
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=True)
+  assert result.stdout.split()[:2] == ["0", "0"]

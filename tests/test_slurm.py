@@ -131,20 +131,21 @@ def test_fixed_fields_take_one_value_each():
 def test_local_runs_share_the_cores(tmp_path, monkeypatch):
   from conftest import load_config  # pylint: disable=import-outside-toplevel
   program = tmp_path / "fake-grok-train"
-  program.write_text("#!/bin/sh\necho \"threads=$TF_NUM_INTRAOP_THREADS $1\"\n")
+  program.write_text("#!/bin/sh\necho \"threads=$TF_NUM_INTRAOP_THREADS,$TF_NUM_INTEROP_THREADS $1\"\n")
   program.chmod(0o755)
   sweep_dir = str(tmp_path / "sweep")
   sweep.write_plan(sweep_dir, sweep.expand_sweep(load_config("sweep_fraction", "smoke"),
                                                  str(REPO / "configs" / "sweep_fraction.py")))
   monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+  monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
   codes = sweep.run_local(sweep_dir, [0, 1], 2, str(program), echo=lambda line: None)
   assert codes == {0: 0, 1: 0}
   share = max(1, os.cpu_count() // 2)
   assert (tmp_path / "sweep" / "logs" / "1.out").read_text() == (
-      f"threads={share} --flagfile={sweep.flags_path(sweep_dir, 1)}\n")
+      f"threads={share},{share} --flagfile={sweep.flags_path(sweep_dir, 1)}\n")
   monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")  # the user's choice wins
   sweep.run_local(sweep_dir, [2], 2, str(program), echo=lambda line: None)
-  assert (tmp_path / "sweep" / "logs" / "2.out").read_text().startswith("threads=3 ")
+  assert (tmp_path / "sweep" / "logs" / "2.out").read_text().startswith(f"threads=3,{share} ")
 
 
 def test_flag_files_reproduce_the_point_configs(tmp_path):
