@@ -309,27 +309,17 @@ def test_command_line_runs(smoke_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def grokked_run(tmp_path_factory):
-  """(workdir, summary) of x+y mod 23, 60% training data, a 1-layer width-64 model: train
-  accuracy reaches 99% near step 160, validation accuracy near step 3,400 (about 1 minute
-  on 2 CPU cores).
+  """(workdir, summary) of configs/tiny.py (x+y mod 31, 70%, 1 layer of width 64): train
+  accuracy reaches 99% near step 220, validation accuracy near step 1,050 (under a minute on
+  2 CPU cores).
 
-  One pass per batch: this full-batch run at lr 3e-3 is chaotic after ~100 steps, so float
-  rounding moves its jump (batch_shards 1, 2, 3, 4 reached 99% validation at 3,400, never
-  within 6,000, 3,200 and 3,200 steps).
+  The assertions below hold with margin for batch_shards 1 and 2, whose float rounding
+  differs (99% validation at step 1,300 and 1,050): full-batch training at lr 3e-3 is
+  chaotic, so exact values move with any change of arithmetic.
   """
   from grok_tf import train  # pylint: disable=import-outside-toplevel
-  config = load_config("default", "smoke")
-  config.data.training_fraction = 0.6
-  config.model.width, config.model.hidden_width = 64, 256
-  config.optim.learning_rate = 3e-3
-  config.train.num_steps = 3500
-  config.train.early_stop_evals = 2
-  config.eval.every_steps = 100
-  config.eval.points_per_decade = 5
-  config.checkpoint.every_steps = 1000
-  config.train.batch_shards = 1
   workdir = str(tmp_path_factory.mktemp("grokked") / "run")
-  return workdir, train.train_and_evaluate(config, workdir)
+  return workdir, train.train_and_evaluate(load_config("tiny"), workdir)
 
 
 @pytest.mark.slow
@@ -344,15 +334,17 @@ def test_analysis_of_a_grokking_run(grokked_run):
   assert sorted(by_step) == sorted(set(saved))
   init, last = rows[0], rows[-1]
   assert last["validation/accuracy"] >= 0.99
-  # The AGOP becomes circulant: off-diagonal block (Hankel for x+y) and diagonal blocks.
-  assert last["circulant/expected"] < 0.75 * init["circulant/expected"], (init, last)
+  # The AGOP becomes circulant around the jump: off-diagonal block (Hankel for x+y) and
+  # diagonal blocks.
+  assert min(r["circulant/expected"] for r in rows) < 0.85 * init["circulant/expected"], [
+      (r["step"], r["circulant/expected"]) for r in rows]
   assert last["circulant/diagonal_blocks"] < 0.3 * init["circulant/diagonal_blocks"]
   # Off-diagonal AGOP alignment rises while validation accuracy has not jumped yet.
-  before = [r for r in rows if r["validation/accuracy"] < 0.9]
-  assert before[-1]["step"] >= 1024
+  before = [r for r in rows if r["validation/accuracy"] < 0.7]
+  assert before[-1]["step"] >= 256
   rise = before[-1]["agop/alignment_final_off_diagonal"] - init[
       "agop/alignment_final_off_diagonal"]
-  assert rise > 0.3, [(r["step"], r["agop/alignment_final_off_diagonal"]) for r in rows]
+  assert rise > 0.1, [(r["step"], r["agop/alignment_final_off_diagonal"]) for r in rows]
   # Fourier sparsity grows; the restricted loss falls below the loss before the jump.
   assert last["fourier/gini"] > 3 * init["fourier/gini"]
   with open(os.path.join(workdir, "analysis", "summary.json")) as f:

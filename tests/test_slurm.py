@@ -109,10 +109,10 @@ def test_replication_presets_fix_the_budget_outside_the_workdir_names(tmp_path):
 
   catalog = sweep.expand_sweep(load_config("sweep_operations"),
                                str(configs / "sweep_operations.py"))
-  assert len(catalog["points"]) == 2 * len(operations.OPERATIONS)
+  assert len(catalog["points"]) == len(operations.OPERATIONS)
   assert {p["config"]["data"]["operation"] for p in catalog["points"]} == set(
       operations.OPERATIONS)
-  assert {p["config"]["train"]["num_steps"] for p in catalog["points"]} == {2500}
+  assert {p["config"]["train"]["num_steps"] for p in catalog["points"]} == {3000}
 
 
 def test_fixed_fields_take_one_value_each():
