@@ -107,15 +107,17 @@ def plot_steps_to_99(rows: list, path: str, title: str = "") -> str:
   for row in rows:
     series.setdefault(_label(row, rows, skip=("seed", "data.training_fraction")), []).append(row)
   figure, axis = plt.subplots(figsize=(6.5, 4.5))
-  for (label, members), color in zip(sorted(series.items()), plt.cm.tab10.colors * 10):
+  for index, ((label, members), color) in enumerate(zip(sorted(series.items()),
+                                                       plt.cm.tab10.colors * 10)):
     reached = {}
     for row in members:
       fraction = row["training_fraction"] * 100
       if row["step_validation_99"] is not None:
         reached.setdefault(fraction, []).append(row["step_validation_99"])
         axis.plot(fraction, row["step_validation_99"], "o", color=color, alpha=0.4)
-      elif row["status"] == "done":
-        axis.plot(fraction, row["num_steps"], "^", color=color, markerfacecolor="none")
+      elif row["status"] == "done":  # side by side where several series share a budget
+        axis.plot(fraction + 1.2 * (index - (len(series) - 1) / 2), row["num_steps"], "^",
+                  color=color, markerfacecolor="none")
     fractions = sorted(reached)
     axis.plot(fractions, [statistics.median(reached[f]) for f in fractions], "-o",
               color=color, label=label or "all points")
