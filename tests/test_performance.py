@@ -18,12 +18,17 @@ from grok_tf import train
 from conftest import REPO, load_config
 
 
-def test_answer_only_projection_gives_the_reference_loss_and_gradients():
+def two_layer_model_and_batch(batch_size: int):
+  """(smoke-width 2-layer model, (batch, 6) inputs, (batch, 2) targets) of x+y mod 23."""
   config = load_config("default", "smoke")
   config.model.num_layers = 2
   model = model_lib.build_model(config.model, vocabulary_size=26)
-  tokens = tf.constant(data.make_table("x+y", 23).tokens[:64])
-  inputs, targets = losses.answer_targets(tokens)
+  tokens = tf.constant(data.make_table("x+y", 23).tokens[:batch_size])
+  return (model, *losses.answer_targets(tokens))
+
+
+def test_answer_only_projection_gives_the_reference_loss_and_gradients():
+  model, inputs, targets = two_layer_model_and_batch(64)
 
   def reference_loss():  # all positions projected, then the answer positions picked
     logits = model(inputs)  # (batch, 6, vocab)
@@ -80,11 +85,7 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_json(tmp_path):
 
 
 def test_sharded_batch_gives_the_one_pass_loss_and_gradients():
-  config = load_config("default", "smoke")
-  config.model.num_layers = 2
-  model = model_lib.build_model(config.model, vocabulary_size=26)
-  tokens = tf.constant(data.make_table("x+y", 23).tokens[:100])
-  inputs, targets = losses.answer_targets(tokens)
+  model, inputs, targets = two_layer_model_and_batch(100)
   one_loss, one_grads = train.batch_loss_and_gradients(
       model, losses.cross_entropy, inputs, targets, 1)
   reference = tf.reduce_mean(losses.cross_entropy(model.answer_logits(inputs), targets))
