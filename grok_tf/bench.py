@@ -32,15 +32,21 @@ from grok_tf import workdirs
 
 
 def flops_per_step(config, vocabulary_size: int, batch_size: int) -> float:
-  """Multiply-add FLOP (x2) of one training step as grok_tf computes it: forward over all
-  input positions, the output projection at the 2 answer positions, backward = 2 x forward."""
+  """Multiply-add FLOP (x2) of one training step as grok_tf computes it (backward = 2 x
+  forward): every block but the last at all 6 input positions; the last block's
+  query/key/value projection at all 6, the rest of it and the output projection at the 2
+  answer positions only (`Transformer.answer_logits`)."""
   d, h, seq = config.model.width, config.model.hidden_width, data.INPUT_LENGTH
-  per_token_per_layer = (2 * d * 3 * d      # query/key/value projection
-                         + 2 * d * d        # attention output projection
-                         + 2 * 2 * d * h    # feed-forward in and out
-                         + 2 * 2 * seq * d)  # scores and weighted values
-  forward = batch_size * (config.model.num_layers * seq * per_token_per_layer
-                          + 2 * len(data.ANSWER_POSITIONS) * d * vocabulary_size)
+  answers = len(data.ANSWER_POSITIONS)
+
+  def block(queries):  # per example, outputs at `queries` positions
+    return (seq * 2 * d * 3 * d                # query/key/value projection
+            + queries * (2 * d * d             # attention output projection
+                         + 2 * 2 * d * h       # feed-forward in and out
+                         + 2 * 2 * seq * d))   # scores and weighted values
+
+  forward = batch_size * ((config.model.num_layers - 1) * block(seq) + block(answers)
+                          + answers * 2 * d * vocabulary_size)
   return 3.0 * forward
 
 

@@ -18,7 +18,8 @@ from grok_tf import operations
 
 SEQUENCE_LENGTH = 7
 INPUT_LENGTH = SEQUENCE_LENGTH - 1
-# Input positions whose next-token targets are the answer tokens `z` and `<eos>`.
+# Input positions whose next-token targets are the answer tokens `z` and `<eos>`: the last
+# ones of the input (the model's `answer_logits` relies on it).
 ANSWER_POSITIONS = (4, 5)
 OPERAND_POSITIONS = (1, 3)
 
@@ -192,6 +193,6 @@ class BatchStream:
     epoch = start // n
     # Two consecutive permutations cover any window of B <= n positions.
     order = tf.concat([self._permutation(epoch), self._permutation(epoch + 1)], axis=0)
-    window = order[start % n:start % n + self.batch_size]
-    return tf.ensure_shape(tf.gather(self.tokens, window), [self.batch_size, INPUT_LENGTH + 1])
+    window = tf.slice(order, [start % n], [self.batch_size])  # static size, also under XLA
+    return tf.gather(self.tokens, window)
 

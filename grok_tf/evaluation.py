@@ -5,7 +5,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from grok_tf import data
 from grok_tf import losses
 from grok_tf import methods
 
@@ -31,7 +30,8 @@ class Evaluator:
 
   Args:
     model: a `Transformer`.
-    batch_size: examples per chunk of the set.
+    batch_size: most examples per chunk of the set; a set is cut into as few chunks as that
+      allows, of equal size (4,656 examples at 2,048: 3 chunks of 1,552, not 3 of 2,048).
     loss_fn: `(logits (batch, 2, vocab), targets (batch, 2)) -> (batch,)` per-example loss.
     shards: independent forward passes per chunk, run side by side on the CPU cores.
   """
@@ -40,7 +40,7 @@ class Evaluator:
     self.model = model
     self.batch_size = batch_size
     self.loss_fn = loss_fn
-    self.sizes = data.shard_sizes(batch_size, min(shards, batch_size))
+    self.shards = shards
     self._sums = tf.function(self._sums_impl, input_signature=[
         tf.TensorSpec([None, None, 7], tf.int32), tf.TensorSpec([None, None], tf.float32)])
     self._padded = {}
@@ -49,7 +49,8 @@ class Evaluator:
     """(num_batches, batch, 7) tokens, (num_batches, batch) 0/1 mask -> (loss sum, #correct,
     #collapsed)."""
     def body(i, loss_sum, num_correct, num_collapsed):
-      for tokens, weights in zip(tf.split(batches[i], self.sizes), tf.split(mask[i], self.sizes)):
+      for tokens, weights in zip(tf.split(batches[i], self.shards),
+                                 tf.split(mask[i], self.shards)):
         inputs, targets = losses.answer_targets(tokens)
         logits = self.model.answer_logits(inputs, training=False)
         loss_sum += tf.reduce_sum(self.loss_fn(logits, targets) * weights)
@@ -64,15 +65,17 @@ class Evaluator:
     return loss_sum, num_correct, num_collapsed
 
   def _pad(self, name: str, tokens: np.ndarray):
+    """(num_chunks, chunk, 7) tokens and (num_chunks, chunk) mask of a set, zero-padded to
+    equal chunks whose size is a multiple of the shards."""
     if name not in self._padded:
-      num_batches = math.ceil(len(tokens) / self.batch_size)
-      padded = np.zeros((num_batches * self.batch_size, tokens.shape[1]), np.int32)
+      num_chunks = math.ceil(len(tokens) / self.batch_size)
+      chunk = self.shards * math.ceil(len(tokens) / (num_chunks * self.shards))
+      padded = np.zeros((num_chunks * chunk, tokens.shape[1]), np.int32)
       padded[:len(tokens)] = tokens
-      mask = np.zeros(num_batches * self.batch_size, np.float32)
+      mask = np.zeros(num_chunks * chunk, np.float32)
       mask[:len(tokens)] = 1.0
-      self._padded[name] = (
-          tf.constant(padded.reshape(num_batches, self.batch_size, -1)),
-          tf.constant(mask.reshape(num_batches, self.batch_size)))
+      self._padded[name] = (tf.constant(padded.reshape(num_chunks, chunk, -1)),
+                            tf.constant(mask.reshape(num_chunks, chunk)))
     return self._padded[name]
 
   def run(self, sets: dict):

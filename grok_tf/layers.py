@@ -64,6 +64,12 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             "width": self.width, "max_length": self.max_length}
 
 
+def _positions_from(x, first: int, axis: int):
+  """x[..., first:, ...] along `axis` (a static int): a split, whose gradient is a cheap
+  concatenation where a strided slice's gradient op is slow on CPU; x itself when first = 0."""
+  return ops.split(x, [first], axis=axis)[1] if first else x
+
+
 def _dense_weight(layer, name, shape):
   """A bias-free projection kernel with the fan-in/fan-out Glorot-uniform initializer."""
   return layer.add_weight(name=name, shape=shape,
@@ -80,9 +86,11 @@ class CausalSelfAttention(keras.layers.Layer):
 
   Call arguments:
     inputs: (batch, seq, width).
+    first_query: outputs are computed for positions first_query.. only (keys and values
+      still cover every position), exactly those rows of the full output.
 
   Returns:
-    (batch, seq, width).
+    (batch, seq - first_query, width).
   """
 
   def __init__(self, num_heads, width, **kwargs):
@@ -94,7 +102,7 @@ class CausalSelfAttention(keras.layers.Layer):
     self.query_key_value = _dense_weight(self, "query_key_value", (self.width, 3 * self.width))
     self.output_kernel = _dense_weight(self, "output", (self.width, self.width))
 
-  def call(self, inputs):
+  def call(self, inputs, first_query=0):
     batch, seq = ops.shape(inputs)[0], ops.shape(inputs)[1]
     heads, head_width = self.num_heads, self.width // self.num_heads
     flat = ops.reshape(inputs, (-1, self.width))  # (batch*seq, width)
@@ -102,15 +110,16 @@ class CausalSelfAttention(keras.layers.Layer):
     qkv = ops.reshape(qkv, (batch, seq, 3, heads, head_width))
     qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, batch, heads, seq, head_width)
     query, key, value = ops.unstack(qkv, 3, axis=0)  # each (batch, heads, seq, head_width)
+    query = _positions_from(query, first_query, axis=2)  # (batch, heads, queries, head_width)
     scores = ops.matmul(query, ops.swapaxes(key, -1, -2)) / math.sqrt(head_width)
-    # (batch, heads, seq, seq); a key after the query gets -1e9 before the float32 softmax.
-    future = 1.0 - ops.tril(ops.ones((seq, seq), "float32"))
+    # (batch, heads, queries, seq); a key after the query gets -1e9 before the float32 softmax.
+    future = 1.0 - ops.tril(ops.ones((seq, seq), "float32"))[first_query:]
     weights = ops.softmax(ops.cast(scores, "float32") - 1e9 * future, axis=-1)
     attended = ops.matmul(ops.cast(weights, self.compute_dtype), value)
-    attended = ops.transpose(attended, (0, 2, 1, 3))  # (batch, seq, heads, head_width)
+    attended = ops.transpose(attended, (0, 2, 1, 3))  # (batch, queries, heads, head_width)
     out = ops.matmul(ops.reshape(attended, (-1, self.width)),
                      ops.cast(self.output_kernel, self.compute_dtype))
-    return ops.reshape(out, (batch, seq, self.width))
+    return ops.reshape(out, (batch, seq - first_query, self.width))
 
   def get_config(self):
     return {**super().get_config(), "num_heads": self.num_heads, "width": self.width}
@@ -166,9 +175,11 @@ class DecoderBlock(keras.layers.Layer):
   Call arguments:
     inputs: (batch, seq, width).
     training: whether dropout is active.
+    first_query: compute the outputs at positions first_query.. only: exactly those rows
+      of the full output, for less work where only they are needed (the last block).
 
   Returns:
-    (batch, seq, width).
+    (batch, seq - first_query, width).
   """
 
   def __init__(self, width, num_heads, hidden_width, activation="relu", dropout_rate=0.0,
@@ -193,8 +204,10 @@ class DecoderBlock(keras.layers.Layer):
                   self.feed_forward_norm):
       layer.build(inputs_shape)
 
-  def call(self, inputs, training=False):
-    x = self.attention_norm(inputs + self.dropout(self.attention(inputs), training=training))
+  def call(self, inputs, training=False, first_query=0):
+    attended = self.attention(inputs, first_query=first_query)
+    x = self.attention_norm(_positions_from(inputs, first_query, axis=1) +
+                            self.dropout(attended, training=training))
     return self.feed_forward_norm(
         x + self.dropout(self.feed_forward(x), training=training))
 

@@ -81,9 +81,15 @@ class Transformer(keras.Model):
 
   def answer_logits(self, tokens, training=False):
     """(batch, 6) tokens -> (batch, 2, vocabulary_size) float32 logits at the answer
-    positions only: the same numbers as `call(tokens)[:, 4:6]`, a third of the projection."""
-    hidden = self.hidden(tokens, training=training)
-    return self.unembed(hidden[:, data.ANSWER_POSITIONS[0]:data.ANSWER_POSITIONS[-1] + 1])
+    positions only: the same numbers as `call(tokens)[:, 4:6]` for less work. Nothing at
+    the other positions of the last block reaches these logits, so that block computes its
+    attention output and feed-forward at the 2 answer positions only (keys and values at
+    all 6), and the output projection runs on those 2 rows."""
+    first_answer = data.ANSWER_POSITIONS[0]
+    x = self.embedding(tokens)
+    for block in self.blocks[:-1]:
+      x = block(x, training=training)
+    return self.unembed(self.blocks[-1](x, training=training, first_query=first_answer))
 
   def get_config(self):
     return {**super().get_config(), "vocabulary_size": self.vocabulary_size,

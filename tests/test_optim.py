@@ -1,5 +1,6 @@
 """AdamW against a hand-computed decoupled step, and the learning-rate schedule."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -74,3 +75,36 @@ def test_mixed_float16_wraps_in_loss_scale_optimizer():
   import keras  # pylint: disable=import-outside-toplevel
   optimizer = optim.make_optimizer(load_config("default").optim, 10, "mixed_float16")
   assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def _compiled_apply(optimizer, variables):
+  """optimizer.apply(gradients, variables) as a tf.function of the gradients, as in training."""
+  @tf.function
+  def apply(gradients):
+    optimizer.apply(gradients, variables)
+  return apply
+
+
+def test_fused_adamw_follows_keras_adamw_on_model_variables():
+  config = load_config("default").optim  # 10-step warm-up, weight decay 1 toward zero
+  config.learning_rate = 0.05  # large enough for the decay to matter within 15 steps
+  rng = np.random.default_rng(0)
+  shapes = [(3, 5), (5,), (7, 2)]
+  grads = [[tf.constant(rng.normal(size=s), tf.float32) for s in shapes] for _ in range(15)]
+  results = []
+  for optimizer in (optim.make_optimizer(config, num_steps=100),
+                    keras.optimizers.AdamW(
+                        learning_rate=optim.make_schedule(config, 100),
+                        weight_decay=config.weight_decay, beta_1=config.beta_1,
+                        beta_2=config.beta_2, epsilon=config.epsilon)):
+    variables = [keras.Variable(np.linspace(-1, 1, int(np.prod(s))).reshape(s), dtype="float32")
+                 for s in shapes]
+    optimizer.build(variables)
+    for g in grads:
+      _compiled_apply(optimizer, variables)(g)
+    results.append([v.numpy() for v in variables + optimizer.variables])
+  fused, reference = results
+  assert isinstance(optim.make_optimizer(config, 100), optim.FusedAdamW)
+  assert len(fused) == len(reference)  # same state: iterations, moments, learning rate
+  for f, r in zip(fused, reference):
+    np.testing.assert_allclose(f, r, rtol=1e-5, atol=1e-7)

@@ -61,8 +61,11 @@ def test_training_step_traces_once_over_many_calls():
 
 def test_flops_per_step_of_the_paper_model():
   config = load_config("default")
-  # 3 x 512 x (2 layers x 6 positions x 396,288 + 2 answer positions x 2 x 128 x 100)
-  assert bench.flops_per_step(config, 100, 512) == 3 * 512 * (2 * 6 * 396_288 + 2 * 2 * 128 * 100)
+  # Per example and position: query/key/value 98,304; output projection 32,768;
+  # feed-forward 262,144; scores and weighted values 3,072 (396,288 in all). Block 1 at all
+  # 6 positions, block 2 at 6 (query/key/value) and 2 (the rest), unembedding at 2.
+  forward = 6 * 396_288 + 6 * 98_304 + 2 * (32_768 + 262_144 + 3_072) + 2 * 2 * 128 * 100
+  assert bench.flops_per_step(config, 100, 512) == 3 * 512 * forward
 
 
 def test_benchmark_runs_on_a_tiny_config_and_writes_json(tmp_path):
@@ -118,6 +121,18 @@ def test_sharded_training_and_evaluation_follow_the_one_pass_run():
     np.testing.assert_allclose(sharded_metrics[key], value, rtol=1e-3, atol=1e-3, err_msg=key)
 
 
+def test_evaluation_in_padded_chunks_equals_one_pass_over_the_set():
+  model, _, _ = two_layer_model_and_batch(1)
+  tokens = data.make_table("x+y", 23).tokens[:250]  # 3 chunks of 84 (padded) at 100 x 3
+  inputs, targets = losses.answer_targets(tf.constant(tokens))
+  logits = model.answer_logits(inputs)
+  metrics = dict(evaluation.Evaluator(model, 100, shards=3).run({"set": tokens}))
+  np.testing.assert_allclose(metrics["set/loss"],
+                             np.mean(losses.cross_entropy(logits, targets)), rtol=1e-5)
+  assert metrics["set/accuracy"] == np.mean(losses.correct(logits, targets))
+  assert metrics["set/softmax_collapse"] == 0.0
+
+
 def test_threads_follow_the_shards_in_a_fresh_process():
   code = "from grok_tf import threads; print(*threads.configure(2), threads.usable_cores())"
   env = {k: v for k, v in os.environ.items() if k not in threads.ENV_VARIABLES}
@@ -129,3 +144,26 @@ def test_threads_follow_the_shards_in_a_fresh_process():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, check=True)
   assert result.stdout.split()[:2] == ["0", "0"]
+
+
+def test_xla_training_follows_the_default_path():
+  config = load_config("default", "smoke")  # full batch: the same data in both modes
+  splits = data.make_splits(config.data)
+  losses_by_mode = []
+  for xla in (False, True):
+    config.train.xla = xla
+    tf.keras.utils.set_random_seed(0)
+    trainer = train.build_trainer(config, splits.train_tokens, len(splits.table.vocabulary))
+    losses_by_mode.append([float(trainer.train_steps(tf.constant(4, tf.int32))[0])
+                           for _ in range(3)])
+  np.testing.assert_allclose(losses_by_mode[1], losses_by_mode[0], rtol=1e-4)
+
+
+def test_xla_batches_cover_each_epoch_once():
+  tokens = data.make_table("x+y", 23).tokens[:250]  # 250 = 2.5 batches of 100
+  stream = data.BatchStream(tokens, 100, seed=3)
+  batch = tf.function(stream.batch, jit_compile=True)
+  rows = np.concatenate([batch(tf.constant(s, tf.int64)).numpy() for s in range(5)])
+  assert rows.shape == (500, 7)
+  for epoch in (rows[:250], rows[250:]):
+    np.testing.assert_array_equal(np.unique(epoch, axis=0), np.unique(tokens, axis=0))

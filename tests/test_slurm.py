@@ -321,7 +321,7 @@ def _comparable(rows):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """Starts the 400-step grid point of `long_sweep` outside SLURM, uninterrupted.
+  """Starts the LONG_STEPS-step grid point of `long_sweep` outside SLURM, uninterrupted.
 
   Returns:
     A function that waits for it and returns its workdir.
@@ -344,10 +344,15 @@ def uninterrupted(tmp_path_factory):
   process.wait()
 
 
+# Long enough to interrupt after polling (once a second) has seen step 48: the smoke run
+# trains a few hundred steps per second here.
+LONG_STEPS = 2000
+
+
 def long_sweep(directory):
-  """A one-point sweep: the smoke config trained for 400 steps (long enough to interrupt)."""
+  """A one-point sweep: the smoke config trained for LONG_STEPS steps."""
   return write_sweep_config(directory / "long.py", f"{REPO}/configs/default.py:smoke",
-                            ["train.num_steps = (400,)", "seed = (1,)"], name="long")
+                            [f"train.num_steps = ({LONG_STEPS},)", "seed = (1,)"], name="long")
 
 
 def _load(path):
@@ -387,7 +392,7 @@ def test_interrupted_task_requeues_and_resumes_exactly(slurm, uninterrupted, tmp
     return [json.loads(l)["step"] for l in path.read_text().splitlines()] if path.exists() else []
 
   wait_for(lambda: steps_logged() and steps_logged()[-1] >= 48, 240, "training to start")
-  assert steps_logged()[-1] < 400, "the run finished before it could be interrupted"
+  assert steps_logged()[-1] < LONG_STEPS, "the run finished before it could be interrupted"
   if interruption == "signal":
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], env=slurm,
                    check=True)
@@ -417,7 +422,7 @@ def test_interrupted_task_requeues_and_resumes_exactly(slurm, uninterrupted, tmp
   reference = uninterrupted()
   resumed = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   expected = [json.loads(l) for l in (reference / "metrics.jsonl").read_text().splitlines()]
-  assert resumed[-1]["step"] == 400
+  assert resumed[-1]["step"] == LONG_STEPS
   assert _comparable(resumed) == _comparable(expected)
   summary = json.loads((workdir / "summary.json").read_text())
   expected_summary = json.loads((reference / "summary.json").read_text())
