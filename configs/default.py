@@ -12,8 +12,8 @@ Command:
   grok-train --config=configs/default.py:smoke   # a 1-layer model on x+y mod 23, seconds
 
 Expected on a 2-core CPU (float32, seed 0, measured): training accuracy >= 99% at step 562,
-validation accuracy >= 99% at step 3,548 after 146 s (seeds 1 and 2: 3,548 and 3,400 steps,
-137 and 121 s); the early stop comes 5 evaluations (~400 updates) later.
+validation accuracy >= 99% at step 3,300 after 77 s (seeds 1 and 2: 3,800 and 3,600 steps,
+85 and 84 s); the early stop comes 5 evaluations (~400 updates) later.
 """
 
 import ml_collections

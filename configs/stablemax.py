@@ -29,7 +29,7 @@ no-weight-decay baseline:
   both, lr 1e-3  train 99% at 794; validation best 0.667; no collapse
 So OrthoGrad does stop the logit growth and the collapse, as published; on this small
 instance that alone did not bring generalisation within 3,000 updates (compare configs/tiny.py,
-weight decay 1: 99% validation at step ~1,050). The paper's own runs use other models and
+weight decay 1: 99% validation at step ~1,100). The paper's own runs use other models and
 budgets; treat this preset as the switchboard, not a reproduction.
 
 Command:

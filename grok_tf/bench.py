@@ -2,16 +2,19 @@
 
   grok-bench [--config=configs/default.py] [--policies=float32,mixed_bfloat16]
              [--xla=false,true] [--windows=5] [--window_seconds=2] [--output=bench.json]
+             [--profile_dir=DIR]
 
 For each dtype policy and XLA setting it builds the config's real `Trainer`, warms it up, and
 times windows of compiled training calls; it reports the median steps/s, examples/s, the
 step's FLOP (from the config), the achieved GFLOP/s and the model-FLOP utilisation: achieved
 throughput / the matmul throughput measured in the same run at the model's shapes and dtype.
 It also times full-set evaluation and the small regime where per-step overhead dominates
-(the smoke-size model: 1 layer, width 32, p = 23, full batch).
+(the smoke-size model: 1 layer, width 32, p = 23, full batch). With --profile_dir it also
+profiles one call per policy and reports where the CPU time goes, per kernel type.
 """
 
 import json
+import os
 import statistics
 import time
 
@@ -25,6 +28,7 @@ from ml_collections import config_flags
 from grok_tf import cli
 from grok_tf import data
 from grok_tf import evaluation
+from grok_tf import profiling
 from grok_tf import threads
 from grok_tf import train
 from grok_tf import validation
@@ -89,8 +93,9 @@ def matmul_gflops(config, batch_size: int, dtype: str, windows: int, window_seco
 
 
 def time_training(config, splits, policy: str, xla: bool, windows: int,
-                  window_seconds: float) -> dict:
-  """Steps/s of the config's real compiled training calls under `policy` and `xla`."""
+                  window_seconds: float, profile_dir: str = "") -> dict:
+  """Steps/s of the config's real compiled training calls under `policy` and `xla`; with a
+  `profile_dir`, also the CPU time per kernel type of one call (traced into a subdirectory)."""
   config = config.copy_and_resolve_references()
   config.train.dtype_policy, config.train.xla = policy, xla
   keras.utils.set_random_seed(config.seed)
@@ -103,11 +108,16 @@ def time_training(config, splits, policy: str, xla: bool, windows: int,
   rate = _median_rate(lambda: trainer.train_steps(steps)[0].numpy(),
                       config.train.steps_per_call, windows, window_seconds)
   flop = flops_per_step(config, len(splits.table.vocabulary), trainer.batch_size)
+  profile = {}
+  if profile_dir:
+    profile = {"profile": profiling.kernel_times(
+        lambda: trainer.train_steps(steps)[0].numpy(), config.train.steps_per_call,
+        os.path.join(profile_dir, policy + ("_xla" if xla else "")))}
   return {"policy": policy, "xla": xla, "steps_per_second": rate,
           "examples_per_second": rate * trainer.batch_size, "batch_size": trainer.batch_size,
           "steps_per_call": config.train.steps_per_call, "flop_per_step": flop,
           "achieved_gflops": rate * flop / 1e9, "first_call_seconds": compile_seconds,
-          "traces": trainer.train_steps.experimental_get_tracing_count()}
+          "traces": trainer.train_steps.experimental_get_tracing_count(), **profile}
 
 
 def time_evaluation(config, splits, windows: int, window_seconds: float) -> dict:
@@ -124,7 +134,7 @@ def time_evaluation(config, splits, windows: int, window_seconds: float) -> dict
 
 
 def run_benchmark(config, small_config, policies, xla_modes, windows=5,
-                  window_seconds=2.0, log=lambda message: None) -> dict:
+                  window_seconds=2.0, log=lambda message: None, profile_dir="") -> dict:
   """Every measurement of `grok-bench` as one JSON-ready dict; `log` hears each as it ends."""
   validation.check(config)
   intra, inter = threads.configure(config.train.batch_shards)
@@ -141,7 +151,8 @@ def run_benchmark(config, small_config, policies, xla_modes, windows=5,
   results = []
   for policy in policies:
     for xla in xla_modes:
-      result = time_training(config, splits, policy, xla, windows, window_seconds)
+      result = time_training(config, splits, policy, xla, windows, window_seconds,
+                             profile_dir)
       dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, "float32")
       result["matmul_gflops"] = matmul[dtype]
       result["utilisation"] = result["achieved_gflops"] / matmul[dtype]
@@ -178,6 +189,10 @@ def format_report(report: dict) -> str:
     lines.append(f"{r['policy']:<16}{str(r['xla']):<6}{r['steps_per_second']:>9.1f}"
                  f"{r['examples_per_second']:>12.0f}{r['flop_per_step'] / 1e9:>12.2f}"
                  f"{r['achieved_gflops']:>9.1f}{r['utilisation']:>7.2f}")
+  for r in report["training"]:
+    if "profile" in r:
+      lines.append(f"profile {r['policy']} xla={r['xla']}: "
+                   + profiling.format_kernel_times(r["profile"]))
   lines.append(f"evaluation ({report['evaluation']['policy']}): "
                f"{report['evaluation']['examples_per_second']:.0f} examples/s")
   for small in report["small_regime"]:
@@ -200,6 +215,9 @@ def _define_flags() -> dict:
       "windows": flags.DEFINE_integer("windows", 5, "Timed windows per measurement."),
       "window_seconds": flags.DEFINE_float("window_seconds", 2.0, "Length of each window."),
       "output": flags.DEFINE_string("output", "bench.json", "Where to write the JSON report."),
+      "profile_dir": flags.DEFINE_string(
+          "profile_dir", "", "If set, profile one training call per policy into this "
+          "directory (TensorBoard's Profile tab shows it) and report CPU time per kernel."),
   }
 
 
@@ -217,7 +235,8 @@ def main(argv, holders):
   try:
     report = run_benchmark(holders["config"].value, holders["small_config"].value, policies,
                            [v == "true" for v in xla_values], holders["windows"].value,
-                           holders["window_seconds"].value, log=lambda m: print(m, flush=True))
+                           holders["window_seconds"].value, log=lambda m: print(m, flush=True),
+                           profile_dir=holders["profile_dir"].value)
   except validation.ConfigError as error:
     cli.fail(argv, str(error))
   print(format_report(report), flush=True)

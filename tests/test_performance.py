@@ -73,7 +73,8 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_json(tmp_path):
   result = subprocess.run(
       [os.path.join(os.path.dirname(sys.executable), "grok-bench"),
        "--config=configs/default.py:smoke", "--policies=float32,mixed_bfloat16",
-       "--windows=1", "--window_seconds=0.1", f"--output={output}"],
+       "--windows=1", "--window_seconds=0.1", f"--output={output}",
+       f"--profile_dir={tmp_path / 'profile'}"],
       cwd=REPO, capture_output=True, text=True, timeout=300,
       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
   assert result.returncode == 0, result.stderr
@@ -85,6 +86,13 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_json(tmp_path):
   assert report["evaluation"]["examples_per_second"] > 0
   assert set(report["matmul_gflops"]) == {"float32", "bfloat16"}
   assert "steps/s" in result.stdout
+  for r in report["training"]:  # read back from the profiler's trace
+    profile = r["profile"]
+    assert profile["core_ms_per_step"] > 0 and 0 < profile["matmul_share"] < 1
+    assert "_MklMatMul" in profile["kernels"] or "MatMul" in profile["kernels"]
+    assert abs(sum(profile["kernels"].values()) - profile["core_ms_per_step"]) < 1e-6
+    assert list((tmp_path / "profile" / r["policy"]).glob("**/*.xplane.pb"))
+  assert "in matmul kernels" in result.stdout
 
 
 def test_sharded_batch_gives_the_one_pass_loss_and_gradients():
