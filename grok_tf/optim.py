@@ -57,6 +57,11 @@ class FusedAdamW(keras.optimizers.AdamW):
   Same variables, state and checkpoints as keras.optimizers.AdamW; amsgrad is not supported.
   """
 
+  def __init__(self, *args, amsgrad=False, **kwargs):
+    if amsgrad:
+      raise ValueError("FusedAdamW: amsgrad=True is not supported; use keras.optimizers.AdamW")
+    super().__init__(*args, **kwargs)
+
   def _apply_weight_decay(self, variables):
     del variables  # applied in _backend_update_step, just before each variable's update
 
@@ -68,11 +73,12 @@ class FusedAdamW(keras.optimizers.AdamW):
     epsilon = tf.constant(self.epsilon, tf.float32)
     decay = learning_rate * self.weight_decay if self.weight_decay else None
     for gradient, variable in zip(grads, trainable_variables):
+      index = self._get_variable_index(variable)
+      decays = decay is not None and self._use_weight_decay(variable)
       if isinstance(variable, keras.Variable):
         variable = variable.value  # the tf.Variable, as Keras's own update step uses
-      if decay is not None and self._use_weight_decay(variable):
+      if decays:
         variable.assign_sub(variable * decay)
-      index = self._get_variable_index(variable)
       tf.raw_ops.ResourceApplyAdam(
           var=variable.handle, m=self._momentums[index].handle,
           v=self._velocities[index].handle, beta1_power=beta_1_power,
