@@ -10,7 +10,6 @@ import glob
 import os
 
 import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 # Kernel types that are matrix multiplications (oneDNN's and TensorFlow's own).
 MATMUL_KERNELS = ("_MklMatMul", "MatMul", "_MklBatchMatMulV2", "BatchMatMulV2",
@@ -25,6 +24,9 @@ def kernel_times(run_once, steps: int, logdir: str) -> dict:
      "matmul_share": the share of it in matmul kernels,
      "kernels": {kernel type: core ms per step}, largest first}.
   """
+  # TensorFlow's own copy of the trace format; imported here so that an install without it
+  # only loses --profile_dir.
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=import-outside-toplevel
   tf.profiler.experimental.start(logdir)
   try:
     run_once()
