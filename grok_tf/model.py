@@ -62,12 +62,13 @@ class Transformer(keras.Model):
                                        initializer=keras.initializers.GlorotUniform())
     self.built = True
 
-  def hidden(self, tokens, training=False):
-    """(batch, seq) tokens -> (batch, seq, width) final hidden states."""
+  def hidden(self, tokens, training=False, first_query=0):
+    """(batch, seq) tokens -> (batch, seq - first_query, width) final hidden states at
+    positions first_query.. (the last block computes only those; the others all)."""
     x = self.embedding(tokens)
-    for block in self.blocks:
+    for block in self.blocks[:-1]:
       x = block(x, training=training)
-    return x
+    return self.blocks[-1](x, training=training, first_query=first_query)
 
   def unembed(self, hidden):
     """(batch, seq, width) hidden states -> (batch, seq, vocabulary_size) float32 logits."""
@@ -85,11 +86,7 @@ class Transformer(keras.Model):
     the other positions of the last block reaches these logits, so that block computes its
     attention output and feed-forward at the 2 answer positions only (keys and values at
     all 6), and the output projection runs on those 2 rows."""
-    first_answer = data.ANSWER_POSITIONS[0]
-    x = self.embedding(tokens)
-    for block in self.blocks[:-1]:
-      x = block(x, training=training)
-    return self.unembed(self.blocks[-1](x, training=training, first_query=first_answer))
+    return self.unembed(self.hidden(tokens, training, first_query=data.ANSWER_POSITIONS[0]))
 
   def get_config(self):
     return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
